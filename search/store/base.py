@@ -1,0 +1,168 @@
+"""The vector store interface, in mmsearch's own types.
+
+Two backends implement it: Qdrant Edge in-process (``edge.py``, the embedded default) and
+qdrant-client against a Qdrant server or cluster (``server.py``). Callers never branch on
+which one they hold; ``search.store.open_store`` is the only code that reads the choice.
+One store object serves one collection: one embedding model's vector space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol, Union, runtime_checkable
+
+import numpy as np
+
+Vector = Union[np.ndarray, Sequence[float]]
+PayloadValue = Union[str, int, float, bool, None, list, dict]
+
+
+class FieldType(str, Enum):
+    """Payload index types; every field we filter on gets one."""
+
+    KEYWORD = "keyword"
+    INTEGER = "integer"
+    FLOAT = "float"
+    BOOL = "bool"
+
+
+# Payload fields that get an index, and their types. Ingest writes these names; filters use them.
+INDEXED_FIELDS: Mapping[str, FieldType] = {
+    "kind": FieldType.KEYWORD,  # image | frame | segment | product
+    "source": FieldType.KEYWORD,  # source id
+    "media_id": FieldType.KEYWORD,  # the image, video or product photo the point came from
+    "video_id": FieldType.KEYWORD,
+    "product_id": FieldType.KEYWORD,
+    "dirs": FieldType.KEYWORD,  # every ancestor folder of a local file: path-prefix filter
+    "category": FieldType.KEYWORD,
+    "brand": FieldType.KEYWORD,
+    "t": FieldType.FLOAT,  # frame time, seconds
+    "t_start": FieldType.FLOAT,
+    "t_end": FieldType.FLOAT,
+    "taken_at": FieldType.FLOAT,  # unix seconds: EXIF date taken, else file mtime
+    "size_bytes": FieldType.INTEGER,
+    "width": FieldType.INTEGER,
+    "height": FieldType.INTEGER,
+    "price": FieldType.FLOAT,
+}
+
+
+@dataclass(frozen=True)
+class Point:
+    id: str  # a UUID string (see search.ids.point_id)
+    vector: Vector
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    """Field equals one of ``values`` (for list fields: any element does)."""
+
+    key: str
+    values: tuple[str | int | bool, ...]
+
+
+@dataclass(frozen=True)
+class Range:
+    """Numeric field within bounds; ``None`` leaves a side open."""
+
+    key: str
+    gte: float | None = None
+    lte: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+
+
+@dataclass(frozen=True)
+class HasId:
+    ids: tuple[str, ...]
+
+
+Condition = Union[Match, Range, HasId]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """All of ``must`` and none of ``must_not``; an empty filter matches everything."""
+
+    must: tuple[Condition, ...] = ()
+    must_not: tuple[Condition, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.must or self.must_not)
+
+    def and_(self, *conditions: Condition) -> "Filter":
+        return Filter(self.must + tuple(conditions), self.must_not)
+
+    def excluding(self, *conditions: Condition) -> "Filter":
+        return Filter(self.must, self.must_not + tuple(conditions))
+
+
+@dataclass(frozen=True)
+class Page:
+    hits: list[Hit]
+    next_offset: str | None  # pass back to ``scroll`` for the next page; None at the end
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """What mmsearch needs from a vector database, nothing more."""
+
+    backend: str  # "edge" or "server"
+    collection: str
+    dim: int
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Insert or replace points by id (idempotent)."""
+
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    def delete_where(self, flt: Filter) -> None: ...
+
+    def query(
+        self,
+        vector: Vector,
+        flt: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """Nearest points by cosine similarity, best first."""
+
+    def recommend(
+        self,
+        positive: Sequence[str],
+        negative: Sequence[str] = (),
+        flt: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+    ) -> list[Hit]:
+        """More like ``positive`` ids, less like ``negative`` ids; the examples themselves are excluded."""
+
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+        """Points by id, in the order asked; unknown ids are left out. ``score`` is 1.0."""
+
+    def count(self, flt: Filter | None = None) -> int: ...
+
+    def scroll(
+        self,
+        flt: Filter | None = None,
+        limit: int = 256,
+        offset: str | None = None,
+        with_vectors: bool = False,
+    ) -> Page:
+        """All points matching ``flt``, ordered by id, a page at a time."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,69 @@
+"""mmsearch's store types to Qdrant Edge's (``qdrant_edge``) and back. Only ``edge.py`` uses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import qdrant_edge as qe
+
+from search.errors import BadQuery
+from search.store.base import Condition, FieldType, Filter, HasId, Hit, Match, Range
+from search.store.conversions import as_float32, known_ids, match_groups
+
+SCHEMA_TYPES: dict[FieldType, qe.PayloadSchemaType] = {
+    FieldType.KEYWORD: qe.PayloadSchemaType.Keyword,
+    FieldType.INTEGER: qe.PayloadSchemaType.Integer,
+    FieldType.FLOAT: qe.PayloadSchemaType.Float,
+    FieldType.BOOL: qe.PayloadSchemaType.Bool,
+}
+
+EdgeCondition = Any  # FieldCondition | HasIdCondition | Filter: the stub's ConditionType
+
+
+def to_filter(flt: Filter | None) -> qe.Filter | None:
+    """Our Filter as Edge's; None for an empty one, which Edge reads as 'everything'."""
+    if not flt:
+        return None
+    return qe.Filter(
+        must=[to_condition(c) for c in flt.must] or None,
+        must_not=[to_condition(c) for c in flt.must_not] or None,
+    )
+
+
+def to_condition(condition: Condition) -> EdgeCondition:
+    if isinstance(condition, Match):
+        return _match(condition)
+    if isinstance(condition, Range):
+        return qe.FieldCondition(
+            condition.key,
+            range=qe.RangeFloat(gte=condition.gte, gt=condition.gt, lte=condition.lte, lt=condition.lt),
+        )
+    if isinstance(condition, HasId):
+        return qe.HasIdCondition(set(known_ids(condition.ids)))
+    raise TypeError(f"Unknown filter condition {condition!r}")
+
+
+def _match(match: Match) -> EdgeCondition:
+    """One 'any' per value type; a field holding a list matches when any element does.
+
+    Booleans are refused: qdrant-edge-py 0.9 converts ``MatchValue(True)`` to the integer 1,
+    which never matches a stored boolean, so the filter would silently match nothing.
+    """
+    strings, ints, bools = match_groups(match)
+    if bools:
+        raise BadQuery(
+            f"The embedded store cannot filter {match.key!r} on true/false values "
+            "(a Qdrant Edge limitation); store the flag as text such as 'yes'/'no'."
+        )
+    parts = [qe.FieldCondition(match.key, match=qe.MatchAny(list(group))) for group in (strings, ints) if group]
+    return parts[0] if len(parts) == 1 else qe.Filter(should=parts)
+
+
+def to_hit(point: Any, score: float | None = None) -> Hit:
+    """An Edge ScoredPoint or Record as our Hit; a Record (no score) counts as a perfect match."""
+    return Hit(
+        id=str(point.id),
+        score=float(point.score if score is None else score),
+        payload=dict(point.payload or {}),
+        vector=as_float32(point.vector),
+    )

@@ -1,0 +1,68 @@
+"""mmsearch's store types to qdrant-client's REST models and back. Only ``server.py`` uses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qdrant_client import models
+
+from search.store.base import Condition, FieldType, Filter, HasId, Hit, Match, Range
+from search.store.conversions import as_float32, known_ids, match_groups
+
+SCHEMA_TYPES: dict[FieldType, models.PayloadSchemaType] = {
+    FieldType.KEYWORD: models.PayloadSchemaType.KEYWORD,
+    FieldType.INTEGER: models.PayloadSchemaType.INTEGER,
+    FieldType.FLOAT: models.PayloadSchemaType.FLOAT,
+    FieldType.BOOL: models.PayloadSchemaType.BOOL,
+}
+
+ServerCondition = Any  # models.FieldCondition | models.HasIdCondition | models.Filter
+
+
+def to_filter(flt: Filter | None) -> models.Filter | None:
+    """Our Filter as qdrant-client's; None for an empty one, which Qdrant reads as 'everything'."""
+    if not flt:
+        return None
+    return models.Filter(
+        must=[to_condition(c) for c in flt.must] or None,
+        must_not=[to_condition(c) for c in flt.must_not] or None,
+    )
+
+
+def to_condition(condition: Condition) -> ServerCondition:
+    if isinstance(condition, Match):
+        return _match(condition)
+    if isinstance(condition, Range):
+        return models.FieldCondition(
+            key=condition.key,
+            range=models.Range(gte=condition.gte, gt=condition.gt, lte=condition.lte, lt=condition.lt),
+        )
+    if isinstance(condition, HasId):
+        return models.HasIdCondition(has_id=known_ids(condition.ids))
+    raise TypeError(f"Unknown filter condition {condition!r}")
+
+
+def _match(match: Match) -> ServerCondition:
+    """One 'any' per value type, one exact match per boolean (MatchAny takes no booleans);
+    a field holding a list matches when any element does."""
+    strings, ints, bools = match_groups(match)
+    parts: list[models.FieldCondition] = [
+        models.FieldCondition(key=match.key, match=models.MatchAny(any=list(group)))
+        for group in (strings, ints)
+        if group
+    ]
+    parts += [models.FieldCondition(key=match.key, match=models.MatchValue(value=b)) for b in dict.fromkeys(bools)]
+    return parts[0] if len(parts) == 1 else models.Filter(should=parts)
+
+
+def to_hit(point: models.ScoredPoint | models.Record, score: float | None = None) -> Hit:
+    """A ScoredPoint or Record as our Hit; a Record (no score) counts as a perfect match."""
+    vector = point.vector
+    if isinstance(vector, dict):  # named vectors: ours is the unnamed default
+        vector = vector.get("")
+    return Hit(
+        id=str(point.id),
+        score=float(getattr(point, "score", None) if score is None else score),
+        payload=dict(point.payload or {}),
+        vector=as_float32(vector),  # type: ignore[arg-type]
+    )

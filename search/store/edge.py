@@ -1,0 +1,286 @@
+"""The embedded backend: one Qdrant Edge shard in-process, one folder per collection.
+
+Edge is the Qdrant engine as a library, so search quality matches the server's, with no
+service to run. Its folder admits one process at a time (the write-ahead log is locked),
+which is why opening a busy folder raises StoreUnavailable explaining who owns it.
+Durability: every write lands in Edge's write-ahead log before it returns, so a crashed
+process loses nothing (the log is replayed on the next open). Segments are flushed to disk
+when a write comes more than five seconds after the last flush, and on close. A flush fsyncs
+every segment and index file (~190 files with our 16 payload indexes; 0.1 to 0.7 s on a busy
+virtual disk), far too slow for every batch; five seconds is the Qdrant server's own default
+flush interval, so a power cut risks the same window on both backends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import qdrant_edge as qe
+
+from search.errors import ConfigError, MMSearchError, StoreUnavailable
+from search.store.base import INDEXED_FIELDS, Filter, Hit, Page, Point, Vector
+from search.store.conversions import (
+    check_examples,
+    check_page,
+    example_vectors,
+    excluding_examples,
+    known_ids,
+    plain_payload,
+    point_vector,
+    query_vector,
+    require_id,
+    scroll_cursor,
+)
+from search.store.conversions_edge import SCHEMA_TYPES, to_filter, to_hit
+
+T = TypeVar("T")
+
+_UPSERT_BATCH = 1024  # bounds the size of one update call; memory, not speed, sets it
+_FLUSH_INTERVAL_S = 5.0  # as Qdrant server's optimizers.flush_interval_sec default
+
+
+class EdgeStore:
+    """A VectorStore over a Qdrant Edge shard in ``path`` (created on first open)."""
+
+    backend = "edge"
+
+    def __init__(self, path: Path, collection: str, dim: int) -> None:
+        self.path = path
+        self.collection = collection
+        self.dim = dim
+        self._guard = threading.Lock()  # two threads closing at once close the shard once
+        self._last_flush = time.monotonic()
+        self._dirty = False  # written since the last flush
+        self._shard: qe.EdgeShard | None = _open_shard(path, dim)
+        self._ensure_indexes()
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Insert or replace by id; the same points twice leave one copy."""
+        converted = [_to_edge_point(p, self.dim) for p in points]
+        for start in range(0, len(converted), _UPSERT_BATCH):
+            batch = converted[start : start + _UPSERT_BATCH]
+            self._write(qe.UpdateOperation.upsert_points(batch))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete by id; ids that are unknown (or not UUIDs) are ignored."""
+        valid = known_ids(ids)
+        if valid:
+            self._write(qe.UpdateOperation.delete_points(list(valid)))
+
+    def delete_where(self, flt: Filter) -> None:
+        """Delete everything ``flt`` matches; an empty filter is refused, not 'delete all'."""
+        edge_filter = to_filter(flt)
+        if edge_filter is None:
+            raise ValueError("delete_where needs a non-empty filter; refusing to delete every point.")
+        self._write(qe.UpdateOperation.delete_points_by_filter(edge_filter))
+
+    def flush(self) -> None:
+        """Write pending segment changes to disk now (writes are already in the log)."""
+        self._call(lambda shard: shard.flush())
+        self._last_flush, self._dirty = time.monotonic(), False
+
+    def optimize(self) -> bool:
+        """Merge segments and build the HNSW index (Edge never does it in the background).
+
+        Until this runs, search is exact brute force over the appendable segment: right, but
+        linear in the collection size. Call it after a large ingest; it blocks meanwhile.
+        """
+        return self._call(lambda shard: shard.optimize())
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def query(
+        self,
+        vector: Vector,
+        flt: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """Nearest points by cosine similarity, best first."""
+        check_page(limit, offset)
+        nearest = qe.Query.Nearest(query_vector(vector, self.dim))
+        return self._query(nearest, flt, limit, offset, score_threshold, with_vectors)
+
+    def recommend(
+        self,
+        positive: Sequence[str],
+        negative: Sequence[str] = (),
+        flt: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+    ) -> list[Hit]:
+        """Edge's recommend query with the best-score strategy; the examples are excluded.
+
+        Edge's recommend takes vectors, not ids, so the examples are retrieved first.
+        best_score ranks a point by its closest positive, or negatively when a negative is
+        closer still; with one positive and no negative it is plain cosine similarity.
+        """
+        check_page(limit, offset)
+        pos, neg = check_examples(positive, negative)
+        vectors = example_vectors(self.retrieve(pos + neg, with_vectors=True), pos + neg)
+        query = qe.Query.RecommendBestScore(
+            qe.RecommendQuery(positives=[vectors[i] for i in pos], negatives=[vectors[i] for i in neg])
+        )
+        return self._query(query, excluding_examples(flt, pos + neg), limit, offset, score_threshold, False)
+
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+        """Points by id in the order asked; unknown ids are left out."""
+        wanted = known_ids(ids)
+        if not wanted:
+            return []
+        records = self._call(lambda shard: shard.retrieve(list(dict.fromkeys(wanted)), True, with_vectors))
+        by_id = {hit.id: hit for hit in (to_hit(r, 1.0) for r in records)}
+        return [by_id[i] for i in wanted if i in by_id]
+
+    def count(self, flt: Filter | None = None) -> int:
+        request = qe.CountRequest(exact=True, filter=to_filter(flt))
+        return self._call(lambda shard: shard.count(request))
+
+    def scroll(
+        self,
+        flt: Filter | None = None,
+        limit: int = 256,
+        offset: str | None = None,
+        with_vectors: bool = False,
+    ) -> Page:
+        """One page of points ordered by id; pass ``next_offset`` back for the next one."""
+        check_page(limit)
+        request = qe.ScrollRequest(
+            offset=scroll_cursor(offset),
+            limit=limit,
+            filter=to_filter(flt),
+            with_payload=True,
+            with_vector=with_vectors,
+        )
+        records, next_offset = self._call(lambda shard: shard.scroll(request))
+        return Page([to_hit(r, 1.0) for r in records], None if next_offset is None else str(next_offset))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush and release the folder so another process may open it; safe to call twice."""
+        with self._guard:
+            shard, self._shard = self._shard, None
+        if shard is not None:
+            with _engine_errors(self.path):
+                if self._dirty:
+                    shard.flush()
+                shard.close()
+
+    def __enter__(self) -> "EdgeStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _query(
+        self,
+        query: qe.Query,
+        flt: Filter | None,
+        limit: int,
+        offset: int,
+        score_threshold: float | None,
+        with_vectors: bool,
+    ) -> list[Hit]:
+        request = qe.QueryRequest(
+            limit=limit,
+            offset=offset,
+            query=query,
+            filter=to_filter(flt),
+            score_threshold=score_threshold,
+            with_payload=True,
+            with_vector=with_vectors,
+        )
+        return [to_hit(p) for p in self._call(lambda shard: shard.query(request))]
+
+    def _write(self, operation: qe.UpdateOperation) -> None:
+        """Apply one update; flush too when the last flush is over ``_FLUSH_INTERVAL_S`` old."""
+        self._call(lambda shard: shard.update(operation))
+        self._dirty = True
+        if time.monotonic() - self._last_flush >= _FLUSH_INTERVAL_S:
+            self.flush()
+
+    def _call(self, action: Callable[[qe.EdgeShard], T]) -> T:
+        """Run ``action`` on the open shard; engine failures become StoreUnavailable."""
+        shard = self._shard
+        if shard is None:
+            raise StoreUnavailable(f"The embedded vector store at {self.path} has been closed.")
+        with _engine_errors(self.path):
+            return action(shard)
+
+    def _ensure_indexes(self) -> None:
+        """Index every field we filter on; a field already indexed is left alone."""
+        existing = set(self._call(lambda shard: shard.info().payload_schema))
+        missing = [name for name in INDEXED_FIELDS if name not in existing]
+        for name in missing:
+            operation = qe.UpdateOperation.create_field_index(name, SCHEMA_TYPES[INDEXED_FIELDS[name]])
+            self._write(operation)
+        if missing:
+            self.flush()
+
+
+def _to_edge_point(point: Point, dim: int) -> qe.Point:
+    point_id = require_id(point.id)
+    return qe.Point(point_id, point_vector(point.vector, dim, point_id), plain_payload(point.payload))
+
+
+def _open_shard(path: Path, dim: int) -> qe.EdgeShard:
+    """Load the shard in ``path``, or create it there when the folder holds none yet."""
+    config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
+    try:
+        if _holds_shard(path):
+            return qe.EdgeShard.load(str(path), config)
+        path.mkdir(parents=True, exist_ok=True)
+        return qe.EdgeShard.create(str(path), config)
+    except MMSearchError:
+        raise
+    except Exception as exc:  # qdrant_edge raises bare Exception; the message says why
+        raise _open_error(path, dim, exc) from exc
+
+
+def _holds_shard(path: Path) -> bool:
+    segments = path / "segments"
+    return (path / "edge_config.json").exists() or (segments.is_dir() and any(segments.iterdir()))
+
+
+def _open_error(path: Path, dim: int, exc: Exception) -> MMSearchError:
+    """Explain an Edge open failure in terms of what the user can do about it."""
+    text = str(exc)
+    if "WouldBlock" in text or "lock" in text.lower():
+        return StoreUnavailable(
+            f"The embedded vector store at {path} is in use by another mmsearch process "
+            "(the API server or a CLI ingest job); Qdrant Edge lets one process open it at a time. "
+            "Stop that process, or send this work through it (for example, ingest via the API), "
+            "or run a Qdrant server and point every process at it with "
+            "MMSEARCH_STORE_URL=http://HOST:6333."
+        )
+    if "incompatible" in text.lower():
+        return ConfigError(
+            f"The embedded vector store at {path} was created with other vector settings than "
+            f"this model's ({dim} dimensions, cosine): {text}. Use another data directory or "
+            "delete that folder and re-index."
+        )
+    return StoreUnavailable(f"Cannot open the embedded vector store at {path}: {text}")
+
+
+@contextmanager
+def _engine_errors(path: Path) -> Iterator[None]:
+    """Edge raises bare Exception for engine failures (disk full, closed shard, ...)."""
+    try:
+        yield
+    except (MMSearchError, ValueError, TypeError):
+        raise
+    except Exception as exc:
+        raise StoreUnavailable(f"The embedded vector store at {path} failed: {exc}") from exc

@@ -1,0 +1,324 @@
+"""The server backend: a collection on a Qdrant server or cluster, through qdrant-client.
+
+The same class runs over qdrant-client's local mode (``QdrantClient(path=...)``), which
+qdrant-client keeps congruent with the server; the contract tests use it as the server's
+stand-in, since no Qdrant server runs here. Every call goes through ``_call``, the one
+place where transport and HTTP failures become mmsearch errors that name the URL.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, ContextManager, TypeVar
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from search.errors import BadQuery, ConfigError, MMSearchError, StoreUnavailable
+from search.store.base import INDEXED_FIELDS, Filter, Hit, Page, Point, Vector
+from search.store.conversions import (
+    check_examples,
+    check_page,
+    example_vectors,
+    excluding_examples,
+    known_ids,
+    plain_payload,
+    point_vector,
+    query_vector,
+    require_id,
+    scroll_cursor,
+)
+from search.store.conversions_server import SCHEMA_TYPES, to_filter, to_hit
+
+T = TypeVar("T")
+
+_UPSERT_BATCH = 256  # keeps one request well under the server's 32 MiB body limit at any dim
+_TIMEOUT_S = 30  # waited-for writes can take seconds while the server optimises segments
+_LOCAL_INDEX_WARNING = "Payload indexes have no effect in the local Qdrant"
+
+
+class ServerStore:
+    """A VectorStore over one collection reached through a ``QdrantClient``."""
+
+    backend = "server"
+
+    def __init__(self, client: QdrantClient, collection: str, dim: int, where: str, serialize: bool = False) -> None:
+        """``where`` names the server (URL or folder) in error messages; ``serialize`` makes
+        calls take turns, for local mode, which is not safe to use from several threads."""
+        self.collection = collection
+        self.dim = dim
+        self.where = where
+        self._client: QdrantClient | None = client
+        self._serial = threading.Lock() if serialize else None
+        self._ensure_collection()
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Insert or replace by id, waiting until applied; the same points twice leave one copy."""
+        converted = [_to_point_struct(p, self.dim) for p in points]
+        for start in range(0, len(converted), _UPSERT_BATCH):
+            batch = converted[start : start + _UPSERT_BATCH]
+            self._call(lambda c: c.upsert(self.collection, points=batch, wait=True))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete by id; ids that are unknown (or not UUIDs) are ignored."""
+        valid = known_ids(ids)
+        if valid:
+            selector = models.PointIdsList(points=list(valid))
+            self._call(lambda c: c.delete(self.collection, points_selector=selector, wait=True))
+
+    def delete_where(self, flt: Filter) -> None:
+        """Delete everything ``flt`` matches; an empty filter is refused, not 'delete all'."""
+        server_filter = to_filter(flt)
+        if server_filter is None:
+            raise ValueError("delete_where needs a non-empty filter; refusing to delete every point.")
+        selector = models.FilterSelector(filter=server_filter)
+        self._call(lambda c: c.delete(self.collection, points_selector=selector, wait=True))
+
+    def flush(self) -> None:
+        """Nothing to do: writes are acknowledged (``wait=True``) only once the server applied them."""
+
+    def optimize(self) -> bool:
+        """Nothing to do: the server optimises and indexes segments in the background."""
+        return False
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def query(
+        self,
+        vector: Vector,
+        flt: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """Nearest points by cosine similarity, best first (Query API, nearest query)."""
+        check_page(limit, offset)
+        nearest = models.NearestQuery(nearest=query_vector(vector, self.dim))
+        return self._query(nearest, flt, limit, offset, score_threshold, with_vectors)
+
+    def recommend(
+        self,
+        positive: Sequence[str],
+        negative: Sequence[str] = (),
+        flt: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+    ) -> list[Hit]:
+        """The Query API's recommend with the best-score strategy, as Edge runs it.
+
+        The examples' vectors are fetched first and sent as vectors, so a missing example is
+        our NotFound (naming it) rather than a server error, exactly as on Edge.
+        """
+        check_page(limit, offset)
+        pos, neg = check_examples(positive, negative)
+        vectors = example_vectors(self.retrieve(pos + neg, with_vectors=True), pos + neg)
+        query = models.RecommendQuery(
+            recommend=models.RecommendInput(
+                positive=[vectors[i] for i in pos],
+                negative=[vectors[i] for i in neg],
+                strategy=models.RecommendStrategy.BEST_SCORE,
+            )
+        )
+        return self._query(query, excluding_examples(flt, pos + neg), limit, offset, score_threshold, False)
+
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+        """Points by id in the order asked; unknown ids are left out."""
+        wanted = known_ids(ids)
+        if not wanted:
+            return []
+        unique = list(dict.fromkeys(wanted))
+        records = self._call(
+            lambda c: c.retrieve(self.collection, ids=unique, with_payload=True, with_vectors=with_vectors)
+        )
+        by_id = {hit.id: hit for hit in (to_hit(r, 1.0) for r in records)}
+        return [by_id[i] for i in wanted if i in by_id]
+
+    def count(self, flt: Filter | None = None) -> int:
+        result = self._call(lambda c: c.count(self.collection, count_filter=to_filter(flt), exact=True))
+        return int(result.count)
+
+    def scroll(
+        self,
+        flt: Filter | None = None,
+        limit: int = 256,
+        offset: str | None = None,
+        with_vectors: bool = False,
+    ) -> Page:
+        """One page of points ordered by id; pass ``next_offset`` back for the next one."""
+        check_page(limit)
+        cursor = scroll_cursor(offset)
+        records, next_offset = self._call(
+            lambda c: c.scroll(
+                self.collection,
+                scroll_filter=to_filter(flt),
+                limit=limit,
+                offset=cursor,
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+        )
+        return Page([to_hit(r, 1.0) for r in records], None if next_offset is None else str(next_offset))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the connection (or, in local mode, the folder lock); safe to call twice."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> "ServerStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _query(
+        self,
+        query: models.NearestQuery | models.RecommendQuery,
+        flt: Filter | None,
+        limit: int,
+        offset: int,
+        score_threshold: float | None,
+        with_vectors: bool,
+    ) -> list[Hit]:
+        response = self._call(
+            lambda c: c.query_points(
+                self.collection,
+                query=query,
+                query_filter=to_filter(flt),
+                limit=limit,
+                offset=offset,
+                score_threshold=score_threshold,
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+        )
+        return [to_hit(p) for p in response.points]
+
+    def _call(self, action: Callable[[QdrantClient], T]) -> T:
+        """Run ``action`` with the client, turning failures into errors that name the server."""
+        client = self._client
+        if client is None:
+            raise StoreUnavailable(f"The connection to the vector store at {self.where} has been closed.")
+        turn: ContextManager[Any] = self._serial if self._serial is not None else nullcontext()
+        with turn, _server_errors(self.where):
+            return action(client)
+
+    def _ensure_collection(self) -> None:
+        """Create the collection on first use, check its vector size, index every filter field."""
+        if not self._call(lambda c: c.collection_exists(self.collection)):
+            self._create_collection()
+        info = self._call(lambda c: c.get_collection(self.collection))
+        self._check_vectors(info.config.params.vectors)
+        self._ensure_indexes(set(info.payload_schema or {}))
+
+    def _create_collection(self) -> None:
+        params = models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
+        try:
+            self._call(lambda c: c.create_collection(self.collection, vectors_config=params))
+        except BadQuery:  # 409-like: another process created it between our check and create
+            if not self._call(lambda c: c.collection_exists(self.collection)):
+                raise
+
+    def _check_vectors(self, vectors: Any) -> None:
+        """A collection made for another dimension or distance cannot serve this model."""
+        params = vectors.get("") if isinstance(vectors, dict) else vectors
+        if params is None or params.size != self.dim or params.distance != models.Distance.COSINE:
+            found = "named vectors only" if params is None else f"{params.size} dimensions, {params.distance.value}"
+            raise ConfigError(
+                f"Collection {self.collection!r} at {self.where} holds vectors of {found}, but the "
+                f"model needs {self.dim} dimensions with cosine distance. Point MMSEARCH_STORE_URL "
+                "at another server, or delete that collection and re-index."
+            )
+
+    def _ensure_indexes(self, existing: set[str]) -> None:
+        """Create the payload indexes the server lacks (local mode ignores them, with a warning)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_LOCAL_INDEX_WARNING)
+            for name, field_type in INDEXED_FIELDS.items():
+                if name not in existing:
+                    schema = SCHEMA_TYPES[field_type]
+                    self._call(
+                        lambda c: c.create_payload_index(self.collection, name, field_schema=schema, wait=True)
+                    )
+
+
+def open_remote(url: str, api_key: str | None, collection: str, dim: int) -> ServerStore:
+    """A store on the Qdrant server at ``url``; unreachable servers raise StoreUnavailable."""
+    client = QdrantClient(url=url, api_key=api_key, timeout=_TIMEOUT_S, check_compatibility=False)
+    return _with_client(client, collection, dim, url, serialize=False)
+
+
+def open_local(path: Path | None, collection: str, dim: int) -> ServerStore:
+    """A store in qdrant-client's local mode: in ``path``, or in memory when ``path`` is None."""
+    where = "memory://" if path is None else f"local://{path}"
+    try:
+        if path is None:
+            client = QdrantClient(location=":memory:")
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            client = QdrantClient(path=str(path), force_disable_check_same_thread=True)
+    except RuntimeError as exc:  # portalocker: the folder is held by another client
+        raise StoreUnavailable(
+            f"The local Qdrant folder {path} is in use by another process; it admits one at a time. "
+            "Stop that process, or run a Qdrant server and set MMSEARCH_STORE_URL=http://HOST:6333."
+        ) from exc
+    return _with_client(client, collection, dim, where, serialize=True)
+
+
+def _with_client(client: QdrantClient, collection: str, dim: int, where: str, serialize: bool) -> ServerStore:
+    """Build the store, closing the client if the collection cannot be set up."""
+    try:
+        return ServerStore(client, collection, dim, where, serialize=serialize)
+    except BaseException:
+        client.close()
+        raise
+
+
+def _to_point_struct(point: Point, dim: int) -> models.PointStruct:
+    point_id = require_id(point.id)
+    return models.PointStruct(
+        id=point_id, vector=point_vector(point.vector, dim, point_id), payload=plain_payload(point.payload)
+    )
+
+
+@contextmanager
+def _server_errors(where: str) -> Iterator[None]:
+    """Map qdrant-client failures: unreachable or failing server → StoreUnavailable (worth a
+    retry), rejected credentials → ConfigError, a rejected request → BadQuery."""
+    try:
+        yield
+    except (MMSearchError, TypeError):
+        raise
+    except ResponseHandlingException as exc:
+        raise StoreUnavailable(
+            f"Cannot reach the Qdrant server at {where}: {exc}. Is it running, and is "
+            "MMSEARCH_STORE_URL right?"
+        ) from exc
+    except UnexpectedResponse as exc:
+        raise _http_error(where, exc) from exc
+    except (ConnectionError, TimeoutError, OSError) as exc:
+        raise StoreUnavailable(f"Cannot reach the Qdrant server at {where}: {exc}") from exc
+
+
+def _http_error(where: str, exc: UnexpectedResponse) -> MMSearchError:
+    status = exc.status_code or 0
+    detail = exc.content.decode("utf-8", "replace")[:300] if exc.content else exc.reason_phrase
+    if status in (401, 403):
+        return ConfigError(
+            f"The Qdrant server at {where} refused access (HTTP {status}); check MMSEARCH_STORE_API_KEY."
+        )
+    if status in (400, 409, 422):
+        return BadQuery(f"The Qdrant server at {where} rejected the request (HTTP {status}): {detail}")
+    return StoreUnavailable(f"The Qdrant server at {where} failed (HTTP {status}): {detail}")
