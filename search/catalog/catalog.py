@@ -1,0 +1,545 @@
+"""The Catalog facade: every read and write of sources, media, jobs and failures goes through it.
+
+Each public method is one short transaction on a pooled connection and returns frozen records,
+so a Catalog is safe to share between threads, and several processes (Celery workers, the API)
+can write the same database at once: counters are incremented in SQL, read-modify-write
+updates lock their row (``SELECT … FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, Table, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+
+from search.errors import MMSearchError, NotFound, StoreUnavailable
+from search.ids import media_id
+
+from .engine import WRITE_OPTION, create_catalog_engine, is_memory_sqlite, parse_url
+from .migrations import ensure_schema
+from .schema import job_failures, jobs, media, sources, utcnow
+from .types import (
+    FINISHED_JOB_STATUSES,
+    JOB_STATUSES,
+    MEDIA_KINDS,
+    MEDIA_STATUSES,
+    SOURCE_KINDS,
+    FailureRecord,
+    JobRecord,
+    JobStatus,
+    MediaKind,
+    MediaRecord,
+    MediaStatus,
+    SourceKind,
+    SourceRecord,
+)
+
+MTIME_TOLERANCE_S = 1e-6  # float seconds survive both databases exactly; allow rounding noise
+_ID_CHUNK = 500  # ids per IN (…) list, far below SQLite's and PostgreSQL's parameter limits
+_SOURCE_NAMESPACE = uuid.UUID("0b8e3a5c-63a1-5f0e-8d7b-2f4c9a1e6d30")
+
+
+class CatalogUnavailable(StoreUnavailable):
+    """The catalog database cannot be reached, or stayed locked past the busy timeout."""
+
+
+class CatalogClosed(MMSearchError):
+    """The Catalog was used after ``close()``: a lifecycle bug in the caller."""
+
+
+def source_id(kind: str, uri: str) -> str:
+    """Stable source id, so adding the same folder twice names the same source."""
+    return str(uuid.uuid5(_SOURCE_NAMESPACE, f"source:{kind}:{uri}"))
+
+
+class Catalog:
+    """Relational record of sources, media items, ingest jobs and their failures."""
+
+    def __init__(self, engine: Engine, *, serialize: bool = False) -> None:
+        """Use ``Catalog.open``; this takes an engine whose schema is already current."""
+        self._engine = engine
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        self._lock: AbstractContextManager[Any] = threading.RLock() if serialize else nullcontext()
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str) -> Catalog:
+        """Connect to ``url`` (SQLite path or PostgreSQL), creating or upgrading the schema."""
+        parsed = parse_url(url)
+        engine = create_catalog_engine(parsed)
+        catalog = cls(engine, serialize=is_memory_sqlite(parsed))
+        try:
+            with catalog._guard():
+                ensure_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return catalog
+
+    def close(self) -> None:
+        """Close pooled connections; further calls raise CatalogClosed."""
+        self._closed = True
+        self._engine.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password hidden, for logs and /health."""
+        return self._engine.url.render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query; never raises (for health checks)."""
+        try:
+            with self._read() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except (MMSearchError, SQLAlchemyError):
+            return False
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Turn driver-level connection and lock failures into our own error type."""
+        if self._closed:
+            raise CatalogClosed("the catalog was closed")
+        try:
+            with self._lock:
+                yield
+        except (OperationalError, InterfaceError) as exc:
+            raise CatalogUnavailable(f"catalog database unavailable: {exc.orig}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise CatalogUnavailable(f"catalog connection lost: {exc.orig}") from exc
+            raise
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._guard(), self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._guard(), self._writer.begin() as conn:
+            yield conn
+
+    # -- sources -----------------------------------------------------------------------------
+
+    def upsert_source(
+        self, kind: SourceKind, uri: str, options: dict[str, Any] | None = None
+    ) -> SourceRecord:
+        """Register a source, or replace the options of the same (kind, uri)."""
+        _check_choice("source kind", kind, SOURCE_KINDS)
+        _check_text("source uri", uri)
+        sid = source_id(kind, uri)
+        with self._write() as conn:
+            row = {"id": sid, "kind": kind, "uri": uri, "options": clean_json(options or {})}
+            if not _insert_ignore(conn, sources, {**row, "created_at": utcnow()}):
+                if options is not None:
+                    stmt = update(sources).where(sources.c.id == sid)
+                    conn.execute(stmt.values(options=clean_json(options)))
+            return _source(conn, sid)
+
+    def get_source(self, source_id: str) -> SourceRecord:
+        with self._read() as conn:
+            return _source(conn, source_id)
+
+    def list_sources(self) -> list[SourceRecord]:
+        with self._read() as conn:
+            rows = conn.execute(select(sources).order_by(sources.c.created_at, sources.c.id))
+            return [SourceRecord(**r._mapping) for r in rows]
+
+    def mark_source_scanned(self, source_id: str, at: datetime | None = None) -> SourceRecord:
+        """Remember when discovery last walked this source (shown to users, used for rescans)."""
+        if at is not None and at.tzinfo is None:
+            raise ValueError("scan time must be timezone-aware")
+        with self._write() as conn:
+            stmt = update(sources).where(sources.c.id == source_id)
+            if conn.execute(stmt.values(last_scan_at=at or utcnow())).rowcount == 0:
+                raise NotFound(f"no source with id {source_id!r}")
+            return _source(conn, source_id)
+
+    # -- media -------------------------------------------------------------------------------
+
+    def get_media(self, media_id: str) -> MediaRecord:
+        """The item with this id; raises NotFound."""
+        with self._read() as conn:
+            return _media(conn, media_id)
+
+    def get_media_by_uri(self, uri: str) -> MediaRecord | None:
+        """The item at this URI, or None: ingestion asks this before deciding what to do."""
+        with self._read() as conn:
+            row = conn.execute(select(media).where(media.c.id == media_id(uri))).one_or_none()
+        return _media_record(row) if row is not None and row.uri == uri else None
+
+    def get_media_many(self, ids: Iterable[str]) -> dict[str, MediaRecord]:
+        """Records for many ids in few queries (to enrich a page of hits); unknown ids skipped."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, MediaRecord] = {}
+        with self._read() as conn:
+            for chunk in _chunks(wanted, _ID_CHUNK):
+                for row in conn.execute(select(media).where(media.c.id.in_(chunk))):
+                    found[row.id] = _media_record(row)
+        return found
+
+    def upsert_media(
+        self,
+        uri: str,
+        *,
+        kind: MediaKind,
+        source_id: str | None = None,
+        status: MediaStatus = "pending",
+        error: str | None = None,
+        content_hash: str | None = None,
+        size_bytes: int | None = None,
+        mtime: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        duration: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        thumbnail: str | None = None,
+        job_id: str | None = None,
+    ) -> MediaRecord:
+        """Insert the item at ``uri`` or update it; the id is always ``media_id(uri)``.
+
+        Upserting means the item (re)enters the pipeline, so ``status`` is always written
+        (``pending`` by default). Other arguments left as None keep what is stored, so a later
+        stage never erases what an earlier one learned; ``metadata`` is merged key by key.
+        """
+        _check_text("media uri", uri)
+        _check_choice("media kind", kind, MEDIA_KINDS)
+        state = _status_values(status, error)
+        known = _given(
+            content_hash=content_hash, size_bytes=size_bytes, mtime=mtime, width=width,
+            height=height, duration=duration, thumbnail=thumbnail, job_id=job_id,
+            source_id=source_id,
+        )  # fmt: skip
+        mid = media_id(uri)
+        with self._write() as conn:
+            if source_id is not None:
+                _source(conn, source_id)
+            now = utcnow()
+            fresh = {"id": mid, "uri": uri, "kind": kind, "metadata": clean_json(metadata or {}),
+                     "created_at": now, "updated_at": now, "point_count": 0,
+                     **known, **state}  # fmt: skip
+            if not _insert_ignore(conn, media, fresh):
+                _update_media(conn, mid, {"kind": kind, **known, **state}, metadata, now)
+            return _media(conn, mid)
+
+    def set_media_status(
+        self,
+        media_id: str,
+        status: MediaStatus,
+        error: str | None = None,
+        *,
+        point_count: int | None = None,
+        model: str | None = None,
+        thumbnail: str | None = None,
+        content_hash: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        duration: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        job_id: str | None = None,
+    ) -> MediaRecord:
+        """Move an item to ``status`` and record what the stage learned about it.
+
+        ``failed`` needs an ``error`` (nothing fails silently); any other status clears the old
+        error. ``indexed`` stamps ``indexed_at``. None keeps the stored value; metadata merges.
+        """
+        if point_count is not None and point_count < 0:
+            raise ValueError(f"point_count must be >= 0, got {point_count}")
+        values = {
+            **_status_values(status, error),
+            **_given(point_count=point_count, model=model, thumbnail=thumbnail,
+                     content_hash=content_hash, width=width, height=height,
+                     duration=duration, job_id=job_id),
+        }  # fmt: skip
+        with self._write() as conn:
+            _update_media(conn, media_id, values, metadata, utcnow())
+            return _media(conn, media_id)
+
+    def media_for_source(
+        self, source_id: str, status: MediaStatus | None = None
+    ) -> list[MediaRecord]:
+        """Items of one source, optionally in one status, in URI order ([] for unknown ids)."""
+        stmt = select(media).where(media.c.source_id == source_id).order_by(media.c.uri)
+        if status is not None:
+            _check_choice("media status", status, MEDIA_STATUSES)
+            stmt = stmt.where(media.c.status == status)
+        with self._read() as conn:
+            return [_media_record(r) for r in conn.execute(stmt)]
+
+    def mark_missing_deleted(self, source_id: str, seen_uris: Iterable[str]) -> list[MediaRecord]:
+        """Flag the source's items that this scan did not see as deleted, and return them.
+
+        The caller deletes their points from the vector store; the rows stay (status
+        ``deleted``) so the item's history survives and a file that comes back is re-indexed.
+        """
+        seen = set(seen_uris)
+        with self._write() as conn:
+            _source(conn, source_id)
+            live = select(media).where(media.c.source_id == source_id, media.c.status != "deleted")
+            gone = [r for r in conn.execute(live) if r.uri not in seen]
+            now = utcnow()
+            for chunk in _chunks([r.id for r in gone], _ID_CHUNK):
+                stmt = update(media).where(media.c.id.in_(chunk))
+                conn.execute(stmt.values(status="deleted", error=None, updated_at=now))
+        return [
+            replace(_media_record(r), status="deleted", error=None, updated_at=now) for r in gone
+        ]
+
+    def is_unchanged(
+        self,
+        uri: str,
+        size: int | None,
+        mtime: float | None,
+        content_hash: str | None = None,
+        *,
+        model: str | None = None,
+    ) -> bool:
+        """True when the item is indexed and its fingerprint matches, so ingestion can skip it.
+
+        Size and mtime must both match; a given ``content_hash`` must match too (remote media
+        has no trustworthy mtime, so the hash decides there); a given ``model`` must be the one
+        it was indexed with. Failed items are never unchanged: a retry is cheap and lets a
+        fixed decoder or a grown size limit take effect.
+        """
+        record = self.get_media_by_uri(uri)
+        if record is None or record.status != "indexed":
+            return False
+        if model is not None and record.model != model:
+            return False
+        if content_hash is not None and record.content_hash != content_hash:
+            return False
+        return record.size_bytes == size and _same_mtime(record.mtime, mtime)
+
+    def counts_by_kind_and_status(self) -> dict[str, dict[str, int]]:
+        """``{"image": {"indexed": 10, "failed": 1}, …}`` for /stats; absent pairs are zero."""
+        stmt = select(media.c.kind, media.c.status, func.count()).group_by(
+            media.c.kind, media.c.status
+        )
+        counts: dict[str, dict[str, int]] = {}
+        with self._read() as conn:
+            for kind, status, n in conn.execute(stmt):
+                counts.setdefault(kind, {})[status] = int(n)
+        return counts
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def create_job(self, kind: str, params: dict[str, Any] | None = None) -> JobRecord:
+        """A queued job with a fresh UUID; ``params`` is whatever the runner needs to redo it."""
+        _check_text("job kind", kind)
+        job = {"id": str(uuid.uuid4()), "kind": kind, "params": clean_json(params or {}),
+               "status": "queued", "discovered": 0, "indexed": 0, "skipped": 0, "failed": 0,
+               "created_at": utcnow()}  # fmt: skip
+        with self._write() as conn:
+            conn.execute(jobs.insert().values(job))
+            return _job(conn, job["id"])
+
+    def get_job(self, job_id: str) -> JobRecord:
+        """The job with this id; raises NotFound."""
+        with self._read() as conn:
+            return _job(conn, job_id)
+
+    def list_jobs(self, limit: int = 50, status: JobStatus | None = None) -> list[JobRecord]:
+        """Newest first."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        stmt = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).limit(limit)
+        if status is not None:
+            _check_choice("job status", status, JOB_STATUSES)
+            stmt = stmt.where(jobs.c.status == status)
+        with self._read() as conn:
+            return [JobRecord(**r._mapping) for r in conn.execute(stmt)]
+
+    def start_job(self, job_id: str) -> JobRecord:
+        """queued → running. Idempotent for a redelivered task; a cancelled job stays cancelled,
+        so the runner should stop when the returned record is finished."""
+        with self._write() as conn:
+            stmt = update(jobs).where(jobs.c.id == job_id, jobs.c.status == "queued")
+            conn.execute(stmt.values(status="running", started_at=utcnow()))
+            return _job(conn, job_id)
+
+    def finish_job(self, job_id: str, status: JobStatus, error: str | None = None) -> JobRecord:
+        """queued/running → done, failed (needs ``error``) or cancelled. The first finish wins:
+        a worker reporting ``done`` after a user cancelled does not resurrect the job."""
+        _check_choice("final job status", status, FINISHED_JOB_STATUSES)
+        if status == "failed" and not (error and error.strip()):
+            raise ValueError("a failed job needs an error message")
+        with self._write() as conn:
+            stmt = update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(("queued", "running")))
+            conn.execute(stmt.values(status=status, error=error, finished_at=utcnow()))
+            return _job(conn, job_id)
+
+    def cancel_job(self, job_id: str) -> JobRecord:
+        """Ask a job to stop; workers see it in the record ``add_to_job``/``start_job`` return."""
+        return self.finish_job(job_id, "cancelled")
+
+    def add_to_job(
+        self, job_id: str, discovered: int = 0, indexed: int = 0, skipped: int = 0, failed: int = 0
+    ) -> JobRecord:
+        """Atomically add to the counters (``SET n = n + :d`` in SQL, so concurrent workers in
+        any number of processes never lose an update) and return the job as it now stands."""
+        deltas = dict(discovered=discovered, indexed=indexed, skipped=skipped, failed=failed)
+        for name, delta in deltas.items():
+            if delta < 0:
+                raise ValueError(f"job counter {name} can only grow, got {delta}")
+        values = {name: jobs.c[name] + delta for name, delta in deltas.items() if delta}
+        with self._write() as conn:
+            if values:
+                stmt = update(jobs).where(jobs.c.id == job_id).values(values).returning(*jobs.c)
+                row = conn.execute(stmt).one_or_none()
+                if row is None:
+                    raise NotFound(f"no job with id {job_id!r}")
+                return JobRecord(**row._mapping)
+            return _job(conn, job_id)
+
+    def record_failure(self, job_id: str, uri: str, reason: str) -> FailureRecord:
+        """Keep why one item was lost. Counters are separate: also call ``add_to_job(failed=1)``."""
+        _check_text("failure reason", reason)
+        with self._write() as conn:
+            _job(conn, job_id)
+            row = {"job_id": job_id, "uri": uri, "reason": reason, "at": utcnow()}
+            stmt = job_failures.insert().values(row).returning(*job_failures.c)
+            return FailureRecord(**conn.execute(stmt).one()._mapping)
+
+    def job_failures(self, job_id: str, limit: int | None = None) -> list[FailureRecord]:
+        """Failures of a job in the order they happened; raises NotFound for an unknown job."""
+        stmt = select(job_failures).where(job_failures.c.job_id == job_id)
+        stmt = stmt.order_by(job_failures.c.id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._read() as conn:
+            _job(conn, job_id)
+            return [FailureRecord(**r._mapping) for r in conn.execute(stmt)]
+
+
+# -- helpers (module level: they take the connection of the caller's transaction) -------------
+
+
+def _source(conn: Connection, sid: str) -> SourceRecord:
+    row = conn.execute(select(sources).where(sources.c.id == sid)).one_or_none()
+    if row is None:
+        raise NotFound(f"no source with id {sid!r}")
+    return SourceRecord(**row._mapping)
+
+
+def _media(conn: Connection, mid: str) -> MediaRecord:
+    row = conn.execute(select(media).where(media.c.id == mid)).one_or_none()
+    if row is None:
+        raise NotFound(f"no media item with id {mid!r}")
+    return _media_record(row)
+
+
+def _job(conn: Connection, job_id: str) -> JobRecord:
+    row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"no job with id {job_id!r}")
+    return JobRecord(**row._mapping)
+
+
+def _media_record(row: Row[Any]) -> MediaRecord:
+    return MediaRecord(**row._mapping)
+
+
+def _update_media(
+    conn: Connection,
+    mid: str,
+    values: dict[str, Any],
+    metadata: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    """Update one item under a row lock, merging metadata keys into what is stored."""
+    if metadata is not None:
+        stmt = select(media.c["metadata"]).where(media.c.id == mid).with_for_update()
+        stored = conn.execute(stmt).scalar_one_or_none()
+        if stored is None:
+            raise NotFound(f"no media item with id {mid!r}")
+        values = {**values, "metadata": {**stored, **clean_json(metadata)}}
+    result = conn.execute(update(media).where(media.c.id == mid).values(updated_at=now, **values))
+    if result.rowcount == 0:
+        raise NotFound(f"no media item with id {mid!r}")
+
+
+def _insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING; True when the row is new. Race-free on both dialects."""
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    result = conn.execute(insert(table).values(values).on_conflict_do_nothing())
+    return result.rowcount == 1
+
+
+def _status_values(status: str, error: str | None) -> dict[str, Any]:
+    _check_choice("media status", status, MEDIA_STATUSES)
+    if status == "failed" and not (error and error.strip()):
+        raise ValueError("a failed media item needs an error reason")
+    values: dict[str, Any] = {"status": status, "error": error if status == "failed" else None}
+    if status == "indexed":
+        values["indexed_at"] = utcnow()
+    return values
+
+
+def clean_json(value: Any, path: str = "$") -> Any:
+    """A copy of ``value`` that both dialects store identically, or ValueError naming the path.
+
+    PostgreSQL's JSONB rejects NUL characters (EXIF strings are often NUL-padded) and NaN, so
+    NULs are stripped and non-finite floats become null; tuples become lists; anything that is
+    not JSON (bytes, datetimes, objects) is refused here rather than deep inside the driver.
+    """
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise ValueError(f"JSON object keys must be strings at {path}")
+        return {k.replace("\x00", ""): clean_json(v, f"{path}.{k}") for k, v in value.items()}
+    raise ValueError(f"{type(value).__name__} at {path} is not JSON; convert it first")
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _check_choice(what: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+
+
+def _check_text(what: str, value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string")
+
+
+def _same_mtime(stored: float | None, given: float | None) -> bool:
+    if stored is None or given is None:
+        return stored is given
+    return abs(stored - given) <= MTIME_TOLERANCE_S
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
