@@ -12,8 +12,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MMSEARCH_"
 
 DEFAULT_REAL_MODEL = "ViT-B-32:laion2b_s34b_b79k"
 BUNDLED_MODEL = "mmsearch-synthetic"
@@ -92,7 +94,7 @@ class Settings(BaseSettings):
     """Everything mmsearch can be told; see the README's configuration table."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MMSEARCH_", env_nested_delimiter="__", extra="ignore", protected_namespaces=()
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", protected_namespaces=()
     )
 
     data_dir: Path = Path("./mmsearch-data")
@@ -153,3 +155,12 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, with explicit overrides winning (CLI flags, tests)."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line per bad setting, named as the user sets it (``MMSEARCH_SEARCH__MAX_LIMIT: …``)."""
+    lines = []
+    for error in exc.errors():
+        name = ENV_PREFIX + "__".join(str(part) for part in error["loc"]).upper()
+        lines.append(f"{name}: {error['msg']} (got {error.get('input')!r})")
+    return "; ".join(lines)

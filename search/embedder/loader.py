@@ -40,7 +40,7 @@ def load_open_clip(
 
     _check_local_files(spec)
     needs_hub = spec.kind in (SpecKind.PRETRAINED_TAG, SpecKind.HF_HUB)
-    with _hub_mode(offline=offline or (needs_hub and not hub_reachable())):
+    with _hub_mode(offline=offline or (needs_hub and not hub_reachable())), _quiet_open_clip_errors():
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 spec.open_clip_name,
@@ -82,6 +82,23 @@ def _hub_mode(offline: bool) -> Iterator[None]:
         constants.HF_HUB_OFFLINE = previous
 
 
+class _DropErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+
+@contextlib.contextmanager
+def _quiet_open_clip_errors() -> Iterator[None]:
+    """open_clip logs a failed download on the root logger before raising; we re-raise it once, clearly."""
+    root = logging.getLogger()
+    quiet = _DropErrors()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
 def _check_local_files(spec: ModelSpec) -> None:
     from pathlib import Path
 
@@ -99,15 +116,22 @@ def _check_local_files(spec: ModelSpec) -> None:
 
 def _explain_failure(spec: ModelSpec, exc: Exception) -> str:
     """A message that names the model, the cause and the way to supply weights by hand."""
-    cause = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    cause = _first_sentence(str(exc)) or type(exc).__name__
     if spec.kind in (SpecKind.PRETRAINED_TAG, SpecKind.HF_HUB):
         return (
             f"Could not load model {spec.text!r}: its weights are not in the local cache and could not "
-            f"be downloaded ({cause}). On a machine without internet access, download the weights "
+            f"be downloaded from the Hugging Face hub. On a machine without internet access, download the weights "
             "elsewhere and point MMSEARCH_MODEL at them: 'ARCH:/path/to/open_clip_pytorch_model.bin' "
             "(e.g. 'ViT-B-32:/models/vit-b-32.bin'), or a folder holding open_clip_config.json and the "
             "weights (a copy of the hub repository). Or set MMSEARCH_EMBEDDER__CACHE_DIR to a folder "
             "that already holds the hub cache. To try mmsearch offline, use the bundled demo model: "
-            "MMSEARCH_MODEL=mmsearch-synthetic."
+            f"MMSEARCH_MODEL=mmsearch-synthetic. (open_clip said: {cause})"
         )
     return f"Could not load model {spec.text!r}: {cause}"
+
+
+def _first_sentence(text: str, limit: int = 200) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    cut = line.find(". ")
+    line = line[: cut + 1] if 0 < cut < limit else line
+    return line if len(line) <= limit else line[: limit - 1] + "…"

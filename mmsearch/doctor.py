@@ -1,0 +1,110 @@
+"""``mmsearch doctor``: check each part the settings name and say exactly what is wrong."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from search.errors import ModelUnavailable
+from search.services import Services
+from search.settings import Settings
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check runs even when an earlier one failed, so one run shows all problems."""
+    services = Services(settings)
+    try:
+        return [
+            _timed("settings", lambda: _settings_summary(settings)),
+            _timed("torch", _torch_summary),
+            _timed("model", lambda: _model_summary(services)),
+            _timed("store", lambda: _store_summary(services)),
+            _timed("catalog", lambda: _catalog_summary(services)),
+            _timed("broker", lambda: _broker_summary(settings)),
+            _timed("video", _video_summary),
+        ]
+    finally:
+        services.close()
+
+
+def checks_as_dicts(checks: list[Check]) -> list[dict]:
+    return [asdict(c) for c in checks]
+
+
+def _timed(name: str, probe: Callable[[], str]) -> Check:
+    started = time.perf_counter()
+    try:
+        detail, ok = probe(), True
+    except Exception as exc:  # a doctor reports every failure instead of stopping at the first
+        detail, ok = f"{type(exc).__name__}: {exc}", False
+    return Check(name, ok, detail, round(time.perf_counter() - started, 3))
+
+
+def _settings_summary(settings: Settings) -> str:
+    mode = "embedded (in-process tasks)" if settings.embedded else f"distributed via {settings.broker_url}"
+    return (
+        f"data dir {settings.data_dir.resolve()}; model {settings.model}; device {settings.device}; "
+        f"store {settings.resolved_store_url}; catalog {_redact(settings.resolved_catalog_url)}; {mode}"
+    )
+
+
+def _torch_summary() -> str:
+    import torch
+
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA GPU"
+    return f"torch {torch.__version__} on Python {platform.python_version()}; {cuda}; {torch.get_num_threads()} CPU threads"
+
+
+def _model_summary(services: Services) -> str:
+    embedder = services.embedder
+    return f"{embedder.model_name}: dim {embedder.dim}, {embedder.image_size} px, {embedder.device} {embedder.precision}"
+
+
+def _store_summary(services: Services) -> str:
+    try:
+        services.embedder
+    except ModelUnavailable:
+        raise RuntimeError("not checked: the collection is named after the model, which did not load") from None
+    store = services.store
+    return f"{store.backend} collection {store.collection} (dim {store.dim}): {store.count()} points"
+
+
+def _catalog_summary(services: Services) -> str:
+    services.catalog.ping()
+    return f"reachable; {len(services.catalog.list_jobs(limit=1000))} jobs recorded"
+
+
+def _broker_summary(settings: Settings) -> str:
+    if settings.embedded:
+        return "none configured: tasks run in-process (embedded mode)"
+    import redis
+
+    client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=3)
+    client.ping()
+    return f"{_redact(settings.broker_url or '')} answers PING"
+
+
+def _video_summary() -> str:
+    import av
+
+    return f"PyAV {av.__version__} (FFmpeg {'.'.join(map(str, av.library_versions['libavcodec']))} libavcodec)"
+
+
+def _redact(url: str) -> str:
+    """Hide passwords in URLs before printing them."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
