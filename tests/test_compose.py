@@ -73,4 +73,7 @@ def test_gpu_worker_reserves_a_gpu_and_takes_the_embedding_queue():
 
 def test_ui_runs_the_streamlit_app_against_the_api():
     assert (ROOT / "ui" / "app.py").is_file()
-    assert SERVICES["ui"]["environment"]["MMSEARCH_API_URL"] == "http://api:8000"
+    # The browser loads media from the same URL, so it must not be a compose-internal host name.
+    assert SERVICES["ui"]["environment"]["MMSEARCH_API_URL"] == "http://localhost:8000"
+    assert SERVICES["ui"]["network_mode"] == "host"
+    assert "8000:8000" in SERVICES["api"]["ports"]
