@@ -1,0 +1,88 @@
+"""The UI in a real browser: Debian's headless Chromium, driven by Playwright, on the live API.
+
+AppTest checks what the scripts emit; only a browser shows that the page really renders: the
+Streamlit front end loads, the query box takes input, and the thumbnails (fetched by the
+browser straight from the API) decode into pictures. A plain ``chromium --screenshot`` would
+capture Streamlit's loading skeleton, so the test drives the page and waits for the images.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import ui_live
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# the flags the issue names; Playwright adds --headless itself (headless=True)
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
+RESULT_IMAGES = '[class*="st-key-results"] img'
+ALL_RENDERED = """([selector, least]) => {
+  const images = [...document.querySelectorAll(selector)];
+  return images.length >= least && images.every((i) => i.complete && i.naturalWidth > 0);
+}"""
+
+
+@pytest.fixture(scope="module")
+def ui_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    api = ui_live.shared_api()
+    with ui_live.live_ui(api.url, tmp_path_factory.mktemp("ui-log")) as url:
+        yield url
+
+
+@pytest.fixture
+def page(tmp_path: Path):
+    """A page in a fresh Chromium profile (its own user data folder under the test's tmp_path)."""
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": 1400, "height": 1000},
+        )  # fmt: skip
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+
+
+def test_a_query_in_the_browser_renders_result_thumbnails(page, ui_url: str, tmp_path: Path) -> None:
+    page.goto(ui_url, wait_until="domcontentloaded")
+    box = page.get_by_label("Query")
+    box.wait_for(timeout=60_000)
+    box.fill("a red shape")
+    box.press("Enter")
+    page.wait_for_function(ALL_RENDERED, arg=[RESULT_IMAGES, 4], timeout=60_000)
+    widths = page.eval_on_selector_all(RESULT_IMAGES, "images => images.map((i) => i.naturalWidth)")
+    shot = tmp_path / "search-results.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert len(widths) >= 4 and all(width > 0 for width in widths)
+    assert page.get_by_text("img_").first.is_visible()
+    assert shot.stat().st_size > 10_000
+    assert page.locator("text=Traceback").count() == 0
+
+
+def test_the_moment_player_starts_at_the_moment(page, ui_url: str, tmp_path: Path) -> None:
+    """The browser loads the video through the API's range endpoint and seeks to the moment."""
+    page.goto(f"{ui_url}/pages_moments", wait_until="domcontentloaded")
+    box = page.get_by_label("Describe the moment")
+    box.wait_for(timeout=60_000)
+    box.fill("a green diamond")
+    box.press("Enter")
+    page.wait_for_function(ALL_RENDERED, arg=['[class*="st-key-moments"] img', 1], timeout=60_000)
+    player = page.locator("video").first
+    player.wait_for(timeout=30_000)
+    page.wait_for_function("() => { const v = document.querySelector('video'); return v && v.readyState >= 1; }", timeout=30_000)
+    caption = page.get_by_text("Playing ").first.inner_text()
+    start = int(caption.split("Playing ", 1)[1].split(":")[0]) * 60 + int(caption.split(":")[1][:2])
+    current = player.evaluate("(v) => v.currentTime")
+    page.screenshot(path=str(tmp_path / "moments.png"), full_page=True)
+    assert player.evaluate("(v) => v.duration") > 0
+    assert abs(current - start) <= 1.0, (current, caption)

@@ -1,0 +1,522 @@
+"""The one module of the UI that talks HTTP to the mmsearch API.
+
+Everything the pages show comes through ``ApiClient``: requests go out as the API's JSON,
+answers come back as the typed records below, and every failure (API down, too slow, a 4xx
+with the server's message) is raised as an ``ApiError`` the pages can show as one sentence.
+Nothing here imports ``search`` or ``ingest``: the UI runs anywhere the API URL is reachable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+API_URL_ENV = "MMSEARCH_API_URL"
+
+Target = Literal["images", "moments", "videos"]
+Pooling = Literal["topk", "mean"]
+
+
+def api_url_from_env() -> str:
+    """The UI's only setting: where the API listens (also the address the browser uses)."""
+    return (os.environ.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """A request the API refused or could not answer; ``message`` is written for the user."""
+
+    def __init__(self, message: str, status: int | None = None, position: int | None = None, kind: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.position = position  # offset of a query syntax error, when the API reports one
+        self.kind = kind  # the API's machine-readable error kind: bad_query, not_found, …
+
+
+class ApiUnavailable(ApiError):
+    """Nothing answers at the API URL (not started, wrong port, crashed)."""
+
+
+class ApiTimeout(ApiError):
+    """The API accepted the connection but did not answer in time."""
+
+
+# --- what goes out ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrictions pushed into the store; an empty field leaves that dimension open."""
+
+    kinds: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    path_prefix: str | None = None
+    taken_after: float | None = None  # unix seconds
+    taken_before: float | None = None
+    categories: tuple[str, ...] = ()
+    brands: tuple[str, ...] = ()
+    min_price: float | None = None
+    max_price: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON ``filters`` object: only the fields that restrict something."""
+        raw = {
+            "kinds": list(self.kinds), "sources": list(self.sources), "path_prefix": self.path_prefix,
+            "taken_after": self.taken_after, "taken_before": self.taken_before,
+            "categories": list(self.categories), "brands": list(self.brands),
+            "min_price": self.min_price, "max_price": self.max_price,
+        }  # fmt: skip
+        return {key: value for key, value in raw.items() if value not in (None, [])}
+
+    def to_params(self) -> list[tuple[str, str]]:
+        """The same filters as query parameters (GET /similar and multipart uploads)."""
+        params: list[tuple[str, str]] = []
+        for name, values in (("kind", self.kinds), ("source", self.sources), ("category", self.categories), ("brand", self.brands)):
+            params += [(name, value) for value in values]
+        for name, value in (
+            ("path_prefix", self.path_prefix), ("taken_after", self.taken_after), ("taken_before", self.taken_before),
+            ("min_price", self.min_price), ("max_price", self.max_price),
+        ):  # fmt: skip
+            if value is not None:
+                params.append((name, str(value)))
+        return params
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How results are shaped; the same for every way of asking."""
+
+    target: Target = "images"
+    pooling: Pooling = "topk"
+    k: int | None = None
+    per_video: int = 3
+    limit: int = 24
+    offset: int = 0
+    score_threshold: float | None = None
+    dedup: bool | None = None
+    explain: bool = False
+    filters: Filters = field(default_factory=Filters)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"target": self.target, "limit": self.limit, "offset": self.offset}
+        if self.target != "images":
+            body.update(pooling=self.pooling, per_video=self.per_video)
+            if self.k is not None:
+                body["k"] = self.k
+        for name, value in (("score_threshold", self.score_threshold), ("dedup", self.dedup)):
+            if value is not None:
+                body[name] = value
+        if self.explain:
+            body["explain"] = True
+        filters = self.filters.to_json()
+        if filters:
+            body["filters"] = filters
+        return body
+
+    def to_params(self) -> list[tuple[str, str]]:
+        params = [(key, _param(value)) for key, value in self.to_json().items() if key != "filters"]
+        return params + self.filters.to_params()
+
+
+@dataclass(frozen=True)
+class IngestJobRequest:
+    """What to index; mirrors the CLI's ``mmsearch ingest`` arguments."""
+
+    paths: tuple[str, ...] = ()
+    crawl: tuple[str, ...] = ()
+    url_lists: tuple[str, ...] = ()
+    manifests: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        raw = {
+            "paths": self.paths, "crawl": self.crawl, "url_lists": self.url_lists,
+            "manifests": self.manifests, "include": self.include, "exclude": self.exclude,
+        }  # fmt: skip
+        return {key: list(value) for key, value in raw.items() if value}
+
+
+# --- what comes back ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One query term's share of a hit's score (``explain``); the shares add up to the score."""
+
+    term: str
+    weight: float
+    similarity: float
+    contribution: float
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: str | None
+    title: str | None
+    category: str | None
+    brand: str | None
+    price: float | None
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class MomentHit:
+    """A stretch [start, end) of one video that matches the query."""
+
+    video_id: str
+    start: float
+    end: float
+    score: float
+    best_t: float | None
+    thumbnail_url: str | None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: an image, a video frame or segment, a product photo, a moment or a video."""
+
+    id: str  # point id (the best frame's for moments and videos); the media id when there is none
+    media_id: str
+    kind: str
+    score: float
+    name: str | None = None
+    thumbnail_url: str | None = None
+    file_url: str | None = None
+    width: int | None = None
+    height: int | None = None
+    taken_at: float | None = None
+    size_bytes: int | None = None
+    source: str | None = None
+    duration: float | None = None
+    t: float | None = None
+    product: Product | None = None
+    moment: MomentHit | None = None
+    moments: tuple[MomentHit, ...] = ()
+    duplicates: tuple[str, ...] = ()
+    contributions: tuple[Contribution, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        """What a person calls the item: a product's title, else the file name."""
+        if self.product is not None and self.product.title:
+            return self.product.title
+        return self.name or self.media_id[:8]
+
+
+@dataclass(frozen=True)
+class QueryTerm:
+    """How the API read one term of the query (echoed back with the results)."""
+
+    kind: str
+    label: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of results plus what the pager and the summary line need."""
+
+    hits: tuple[Hit, ...]
+    offset: int
+    limit: int
+    next_offset: int | None
+    took_ms: float | None
+    query_type: str = ""
+    terms: tuple[QueryTerm, ...] = ()
+
+    @property
+    def has_more(self) -> bool:
+        return self.next_offset is not None
+
+    @property
+    def collapsed(self) -> int:
+        return sum(len(hit.duplicates) for hit in self.hits)
+
+
+@dataclass(frozen=True)
+class VideoGroup:
+    """A video with its matching moments, best first (moments grouped per video)."""
+
+    video_id: str
+    name: str
+    score: float
+    file_url: str
+    thumbnail_url: str | None
+    duration: float | None
+    moments: tuple[MomentHit, ...]
+
+
+@dataclass(frozen=True)
+class Stats:
+    """``GET /stats``: what is indexed and how the API is built."""
+
+    points: Mapping[str, int]
+    total_points: int
+    model: str
+    dim: int
+    store_backend: str
+    collection: str
+    catalog: Mapping[str, Mapping[str, int]]
+    running_jobs: int
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    ms: float
+
+
+@dataclass(frozen=True)
+class Health:
+    """``GET /readyz``: whether each part the API depends on answers."""
+
+    ready: bool
+    checks: tuple[Check, ...]
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    uri: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """An ingest job's state and counters, as ``GET /jobs/{id}`` reports them."""
+
+    id: str
+    status: str
+    discovered: int
+    indexed: int
+    skipped: int
+    failed: int
+    processed: int
+    finished: bool
+    error: str | None
+    created_at: str
+    params: Mapping[str, Any]
+    failures: tuple[JobFailure, ...] = ()
+
+    @property
+    def fraction(self) -> float:
+        """Share of discovered items processed (discovery may still be finding more)."""
+        if self.finished:
+            return 1.0
+        return min(1.0, self.processed / self.discovered) if self.discovered else 0.0
+
+
+# --- the client -------------------------------------------------------------------------------
+
+
+class ApiClient:
+    """Typed access to the API; one instance per base URL, safe to share between reruns."""
+
+    def __init__(self, base_url: str | None = None, timeout: float = 30.0, connect_timeout: float = 3.0) -> None:
+        self.base_url = (base_url or api_url_from_env()).rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=connect_timeout))
+
+    def close(self) -> None:
+        self._http.close()
+
+    # searching
+    def search(self, query: str, options: SearchOptions, literal: bool = False) -> SearchPage:
+        """Text (``literal``) or the arithmetic syntax; a syntax error carries its position."""
+        body = {("text" if literal else "query"): query, **options.to_json()}
+        return self._page(self._request("POST", "/search", json=body))
+
+    def search_image(self, image: bytes, filename: str, options: SearchOptions, query: str | None = None, image_weight: float = 1.0) -> SearchPage:
+        """An uploaded image, plus optional terms in the arithmetic syntax added to it."""
+        form = {"image_weight": str(image_weight)}
+        if query and query.strip():
+            form["query"] = query.strip()
+        files = {"file": (filename or "upload", image, "application/octet-stream")}
+        data = self._request("POST", "/search/image", params=options.to_params(), data=form, files=files)
+        return self._page(data)
+
+    def similar(self, item_id: str, options: SearchOptions, same_category: bool = False) -> SearchPage:
+        """"More like this": the item's neighbours, never the item itself."""
+        params = [(k, v) for k, v in options.to_params() if k in ("limit", "offset", "score_threshold", "dedup")]
+        params += options.filters.to_params()
+        if same_category:
+            params.append(("same_category", "true"))
+        return self._page(self._request("GET", f"/similar/{quote(item_id, safe='')}", params=params))
+
+    def videos(self, query: str, options: SearchOptions) -> tuple[tuple[VideoGroup, ...], float | None]:
+        """``target=moments`` (grouped here by video) or ``videos``, best video first."""
+        page = self.search(query, options)
+        groups = _group_by_video(page.hits) if options.target == "moments" else tuple(_video_group(h) for h in page.hits)
+        return groups, page.took_ms
+
+    # operations
+    def alive(self) -> bool:
+        try:
+            self._request("GET", "/healthz", timeout=3.0)
+        except ApiError:
+            return False
+        return True
+
+    def health(self) -> Health:
+        """``/readyz`` answers 503 while a part is down; both answers are a Health."""
+        data = self._request("GET", "/readyz", ok=(200, 503), timeout=10.0)
+        checks = tuple(Check(str(c["name"]), bool(c["ok"]), str(c.get("detail", "")), float(c.get("ms", 0.0))) for c in data.get("checks", []))
+        return Health(ready=bool(data.get("ready")), checks=checks)
+
+    def stats(self) -> Stats:
+        d = self._request("GET", "/stats", timeout=10.0)
+        return Stats(
+            points={str(k): int(v) for k, v in (d.get("points") or {}).items()},
+            total_points=int(d.get("total_points", 0)), model=str(d.get("model", "")), dim=int(d.get("dim", 0)),
+            store_backend=str(d.get("store_backend", "")), collection=str(d.get("collection", "")),
+            catalog=d.get("catalog") or {}, running_jobs=int(d.get("running_jobs", 0)),
+        )  # fmt: skip
+
+    # ingestion
+    def start_ingest(self, request: IngestJobRequest, api_key: str | None = None) -> str:
+        headers = {"X-API-Key": api_key} if api_key else None
+        data = self._request("POST", "/ingest", json=request.to_json(), headers=headers, ok=(202,))
+        return str(data["job_id"])
+
+    def jobs(self, limit: int = 20) -> list[Job]:
+        data = self._request("GET", "/jobs", params={"limit": limit})
+        return [_job(item) for item in data.get("jobs", [])]
+
+    def job(self, job_id: str) -> Job:
+        return _job(self._request("GET", f"/jobs/{quote(job_id, safe='')}"))
+
+    # plumbing
+    def _request(self, method: str, path: str, ok: Sequence[int] = (200,), timeout: float | None = None, **kwargs: Any) -> Any:
+        """Send one request; every way it can fail becomes an ApiError with a readable message."""
+        if timeout is not None:
+            kwargs["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 3.0))
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ApiUnavailable(f"Cannot reach the mmsearch API at {self.base_url}. Is `mmsearch serve` running?") from exc
+        except httpx.TimeoutException as exc:
+            raise ApiTimeout(f"The API at {self.base_url} did not answer in time; it may be busy. Try again in a moment.") from exc
+        except httpx.HTTPError as exc:
+            raise ApiUnavailable(f"The connection to the API at {self.base_url} failed ({type(exc).__name__}).") from exc
+        if response.status_code not in ok:
+            raise _error_from(response)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ApiError(f"The API answered {path} with something that is not JSON.", response.status_code) from exc
+
+    def _url(self, path: str | None) -> str | None:
+        """API paths in responses ("/media/…/thumbnail") as URLs the browser can load."""
+        if not path:
+            return None
+        return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+
+    def _page(self, data: Mapping[str, Any]) -> SearchPage:
+        return SearchPage(
+            hits=tuple(self._hit(item) for item in data.get("results", [])),
+            offset=int(data.get("offset", 0)),
+            limit=int(data.get("limit", 0)),
+            next_offset=data.get("next_offset"),
+            took_ms=(data.get("timings") or {}).get("total_ms"),
+            query_type=str(data.get("query_type", "")),
+            terms=tuple(QueryTerm(str(t["kind"]), str(t["label"]), float(t["weight"])) for t in data.get("terms", [])),
+        )
+
+    def _hit(self, d: Mapping[str, Any]) -> Hit:
+        moment = self._moment(d["moment"]) if d.get("moment") else None
+        return Hit(
+            id=str(d.get("id") or d["media_id"]), media_id=str(d["media_id"]), kind=str(d.get("kind", "")),
+            score=float(d.get("score", 0.0)), name=d.get("name"), thumbnail_url=self._url(d.get("thumbnail_url")),
+            file_url=self._url(d.get("file_url")), width=d.get("width"), height=d.get("height"),
+            taken_at=d.get("taken_at"), size_bytes=d.get("size_bytes"), source=d.get("source"),
+            duration=d.get("duration"), t=d.get("t"), product=_product(d.get("product")), moment=moment,
+            moments=tuple(self._moment(m) for m in d.get("moments") or ()),
+            duplicates=tuple(d.get("duplicates") or ()),
+            contributions=tuple(_contribution(c) for c in d.get("contributions") or ()),
+            metadata=d.get("metadata") or {},
+        )  # fmt: skip
+
+    def _moment(self, d: Mapping[str, Any]) -> MomentHit:
+        return MomentHit(
+            video_id=str(d["video_id"]), start=float(d["start"]), end=float(d["end"]), score=float(d["score"]),
+            best_t=d.get("best_t"), thumbnail_url=self._url(d.get("thumbnail_url")),
+        )  # fmt: skip
+
+
+def _param(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _group_by_video(hits: Sequence[Hit]) -> tuple[VideoGroup, ...]:
+    """Moments arrive best first across videos; a video ranks by its best moment."""
+    groups: dict[str, list[Hit]] = {}
+    for hit in hits:
+        groups.setdefault(hit.media_id, []).append(hit)
+    return tuple(
+        VideoGroup(
+            video_id=video_id, name=members[0].name or video_id[:8], score=max(h.score for h in members),
+            file_url=_without_fragment(members[0].file_url), thumbnail_url=members[0].thumbnail_url,
+            duration=members[0].duration, moments=tuple(h.moment for h in members if h.moment is not None),
+        )  # fmt: skip
+        for video_id, members in groups.items()
+    )
+
+
+def _video_group(hit: Hit) -> VideoGroup:
+    return VideoGroup(
+        video_id=hit.media_id, name=hit.name or hit.media_id[:8], score=hit.score,
+        file_url=_without_fragment(hit.file_url), thumbnail_url=hit.thumbnail_url,
+        duration=hit.duration, moments=hit.moments,
+    )  # fmt: skip
+
+
+def _without_fragment(url: str | None) -> str:
+    """The player seeks with ``start_time``; a ``#t=`` fragment would fight it."""
+    return (url or "").split("#", 1)[0]
+
+
+def _product(d: Mapping[str, Any] | None) -> Product | None:
+    if not d:
+        return None
+    return Product(d.get("product_id"), d.get("title"), d.get("category"), d.get("brand"), d.get("price"), d.get("fields") or {})
+
+
+def _contribution(d: Mapping[str, Any]) -> Contribution:
+    return Contribution(str(d["term"]), float(d["weight"]), float(d["similarity"]), float(d["contribution"]))
+
+
+def _job(d: Mapping[str, Any]) -> Job:
+    return Job(
+        id=str(d["id"]), status=str(d.get("status", "unknown")),
+        discovered=int(d.get("discovered", 0)), indexed=int(d.get("indexed", 0)), skipped=int(d.get("skipped", 0)),
+        failed=int(d.get("failed", 0)), processed=int(d.get("processed", 0)), finished=bool(d.get("finished")),
+        error=d.get("error"), created_at=str(d.get("created_at", "")), params=d.get("params") or {},
+        failures=tuple(JobFailure(str(f.get("uri", "")), str(f.get("reason", ""))) for f in d.get("failures") or ()),
+    )  # fmt: skip
+
+
+def _error_from(response: httpx.Response) -> ApiError:
+    """The server's own message (``detail``), never raw JSON; 5xx say the fault is the server's."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    detail = body.get("detail")
+    message = detail if isinstance(detail, str) and detail else (response.reason_phrase or f"HTTP {status}")
+    position = body.get("position")
+    if status >= 500:
+        message = f"The API could not answer ({status}): {message}"
+    return ApiError(message, status=status, position=position if isinstance(position, int) else None, kind=str(body.get("error", "")))
