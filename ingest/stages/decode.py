@@ -1,0 +1,122 @@
+"""Stage 2: pixels to model-ready tensors, plus the thumbnails and facts the payload needs.
+
+Runs in the prefetch threads, off the embedding thread: decoding (JPEG draft, EXIF
+orientation, any mode to RGB), the model's own preprocessing (resize, crop, normalise) and the
+WebP thumbnail all happen here, so the embedder only ever sees finished batches. Video frames
+are produced lazily, one at a time, so a long video never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ingest.stages.load import Loaded
+from search.media import (
+    DecodedImage,
+    ExifInfo,
+    SamplingPlan,
+    VideoInfo,
+    decode_image,
+    probe_video,
+    sample_frames,
+    save_thumbnail,
+)
+from search.settings import Settings
+
+Preprocess = Callable[[Image.Image], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the payload and the catalog record about a decoded picture."""
+
+    width: int
+    height: int
+    mime: str
+    exif: ExifInfo
+    frame_count: int
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image ready to embed: its tensor, facts and thumbnail (relative to thumbnails_dir)."""
+
+    loaded: Loaded
+    tensor: torch.Tensor
+    facts: ImageFacts
+    thumb: str
+
+
+@dataclass(frozen=True)
+class PreparedFrame:
+    """One sampled video frame ready to embed."""
+
+    t: float
+    tensor: torch.Tensor
+    thumb: str
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """The decode stage's knobs, gathered once from settings and the embedder."""
+
+    thumbnails_dir: Path
+    thumbnail_size: int
+    max_pixels: int
+    draft_size: int  # shortest side the model (or the thumbnail) needs
+    plan: SamplingPlan
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model_input_size: int) -> DecodeConfig:
+        ingest = settings.ingest
+        draft = max(model_input_size, ingest.thumbnail_size)
+        plan = SamplingPlan(
+            rate=ingest.frame_rate,
+            max_frames=ingest.max_frames_per_video,
+            scene_change=ingest.scene_change,
+            scene_threshold=ingest.scene_threshold,
+            min_side=draft,
+        )
+        return cls(settings.thumbnails_dir, ingest.thumbnail_size, ingest.max_image_pixels, draft, plan)
+
+
+def prepare_image(loaded: Loaded, config: DecodeConfig, preprocess: Preprocess) -> PreparedImage:
+    """Decode, thumbnail and preprocess one image; raises MediaError/TooLarge."""
+    source = loaded.data if loaded.data is not None else loaded.path
+    decoded = decode_image(source, config.max_pixels, config.draft_size)
+    thumb = image_thumb_name(loaded.item.media_id)
+    save_thumbnail(decoded.image, config.thumbnails_dir / thumb, config.thumbnail_size)
+    return PreparedImage(loaded, preprocess(decoded.image), _facts(decoded), thumb)
+
+
+def open_video(loaded: Loaded) -> VideoInfo:
+    """Probe a video (raises MediaError for no video stream, corrupt files)."""
+    return probe_video(loaded.path)
+
+
+def prepare_frames(
+    loaded: Loaded, info: VideoInfo, config: DecodeConfig, preprocess: Preprocess
+) -> Iterator[PreparedFrame]:
+    """Sampled frames of a video, each thumbnailed and preprocessed, in time order."""
+    video_id = loaded.item.media_id
+    for frame in sample_frames(loaded.path, config.plan, info):
+        thumb = frame_thumb_name(video_id, frame.t)
+        save_thumbnail(frame.image, config.thumbnails_dir / thumb, config.thumbnail_size)
+        yield PreparedFrame(frame.t, preprocess(frame.image), thumb)
+
+
+def image_thumb_name(media_id: str) -> str:
+    return f"{media_id}.webp"
+
+
+def frame_thumb_name(video_id: str, t: float) -> str:
+    return f"{video_id}/{int(round(t * 1000))}.webp"
+
+
+def _facts(decoded: DecodedImage) -> ImageFacts:
+    return ImageFacts(decoded.width, decoded.height, decoded.mime, decoded.exif, decoded.frame_count)

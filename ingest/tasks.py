@@ -1,0 +1,181 @@
+"""Thin Celery tasks: unpack ids and item addresses, call ``ingest.work``, hand work on.
+
+Tasks take job ids, item addresses (``MediaItem.to_json()``) and media ids, never pixels; each
+worker process opens its own embedder, store, catalog and HTTP client once, on first use
+(``_Resources``), and closes them when the process shuts down. Transient failures (store or
+catalog unreachable, a transient download error) retry the task with exponential backoff;
+permanent ones (a corrupt file) were already recorded against their item and never reach here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from celery import Celery, Task, signals
+
+from ingest import work
+from ingest.items import MediaItem
+from search.errors import FetchError, StoreUnavailable
+from search.fetch import Fetcher
+from search.services import Services
+from search.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DISCOVER = "mmsearch.ingest.cpu.discover"
+FETCH = "mmsearch.ingest.cpu.fetch"
+FINALIZE = "mmsearch.ingest.cpu.finalize"
+INDEX = "mmsearch.ingest.gpu.index"
+PURGE = "mmsearch.ingest.gpu.purge"
+FINALIZE_POLL_S = 1.0
+
+
+class TransientError(Exception):
+    """A failure worth retrying the whole task for (wraps a transient FetchError)."""
+
+
+RETRY_ON = (StoreUnavailable, TransientError)
+
+
+class _Resources:
+    """The services of one worker process, opened lazily and re-opened after a fork."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._services: Services | None = None
+        self._fetcher: Fetcher | None = None
+
+    def get(self) -> tuple[Services, Fetcher]:
+        with self._lock:
+            if self._pid != os.getpid() or self._services is None or self._fetcher is None:
+                self._services = Services(self.settings)
+                self._fetcher = Fetcher(self.settings.ingest)
+                self._pid = os.getpid()
+            return self._services, self._fetcher
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                if self._services is not None:
+                    self._services.close()
+                if self._fetcher is not None:
+                    self._fetcher.close()
+            self._services, self._fetcher, self._pid = None, None, None
+
+
+class CeleryDispatch:
+    """``work.Dispatch`` over Celery: each hand-off is a task message routed by its name."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def fetch(self, job_id: str, items: Sequence[MediaItem], attempt: int = 0, countdown: float = 0.0) -> None:
+        self.app.send_task(FETCH, args=(job_id, _to_json(items), attempt), countdown=countdown or None)
+
+    def index(self, job_id: str, items: Sequence[MediaItem]) -> None:
+        self.app.send_task(INDEX, args=(job_id, _to_json(items)))
+
+    def purge(self, job_id: str, media_ids: Sequence[str]) -> None:
+        self.app.send_task(PURGE, args=(job_id, list(media_ids)))
+
+    def finalize(self, job_id: str) -> None:
+        self.app.send_task(FINALIZE, args=(job_id,), countdown=FINALIZE_POLL_S)
+
+    def discover(self, job_id: str) -> None:
+        self.app.send_task(DISCOVER, args=(job_id,))
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    """Define the ingestion tasks on ``app``; their per-process resources come from ``settings``."""
+    resources = _Resources(settings)
+    dispatch = CeleryDispatch(app)
+    retrying = {
+        "bind": True,
+        "autoretry_for": RETRY_ON,
+        "retry_backoff": True,
+        "retry_backoff_max": 120,
+        "retry_jitter": True,
+        "max_retries": settings.ingest.task_max_retries,
+    }
+
+    @app.task(name=DISCOVER, **retrying)
+    def discover(self: Task, job_id: str) -> None:
+        services, fetcher = resources.get()
+        with _last_try_gives_up(self, lambda reason: services.catalog.finish_job(job_id, "failed", reason)):
+            _transient(lambda: work.discover_job(services, fetcher, dispatch, job_id))
+
+    @app.task(name=FETCH, **retrying)
+    def fetch(self: Task, job_id: str, items: list[dict[str, Any]], attempt: int = 0) -> None:
+        services, fetcher = resources.get()
+        batch = _from_json(items)
+        with _last_try_gives_up(self, lambda reason: work.abandon_items(services, job_id, batch, reason)):
+            work.fetch_items(services, fetcher, dispatch, job_id, batch, attempt)
+
+    @app.task(name=INDEX, **retrying)
+    def index(self: Task, job_id: str, items: list[dict[str, Any]]) -> None:
+        services, fetcher = resources.get()
+        batch = _from_json(items)
+        with _last_try_gives_up(self, lambda reason: work.abandon_items(services, job_id, batch, reason)):
+            _transient(lambda: work.index_items(services, fetcher, job_id, batch))
+
+    @app.task(name=PURGE, **retrying)
+    def purge(self: Task, job_id: str, media_ids: list[str]) -> None:
+        services, _ = resources.get()
+        with _last_try_gives_up(self, lambda reason: log.error("job %s: %d vanished items keep their points: %s",
+                                                              job_id, len(media_ids), reason)):  # fmt: skip
+            work.purge_items(services, media_ids)
+
+    @app.task(name=FINALIZE, bind=True, max_retries=None, autoretry_for=(StoreUnavailable,), retry_backoff=True)
+    def finalize(self: Task, job_id: str) -> None:
+        services, _ = resources.get()
+        if work.finalize_job(services, job_id) is None:
+            raise self.retry(countdown=FINALIZE_POLL_S)
+
+    def close_resources(**_: object) -> None:
+        resources.close()
+
+    signals.worker_process_shutdown.connect(close_resources, weak=False)
+    signals.worker_shutdown.connect(close_resources, weak=False)
+    app.mmsearch_resources = resources  # type: ignore[attr-defined]
+
+
+@contextmanager
+def _last_try_gives_up(task: Task, give_up: Callable[[str], object]) -> Iterator[None]:
+    """Let Celery retry a transient failure, but on the last try record it instead.
+
+    Without this, a batch whose store stayed down past every retry would vanish with its
+    message, its items pending forever and the job never finishing; recorded as failed, the
+    items show up in the job's failure list and the next run retries them.
+    """
+    try:
+        yield
+    except RETRY_ON as exc:
+        if task.request.retries < (task.max_retries or 0):
+            raise
+        log.error("%s gave up after %d retries: %s", task.name, task.request.retries, exc)
+        give_up(f"gave up after {task.request.retries} retries: {exc}")
+
+
+def _transient(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except FetchError as exc:
+        if exc.transient:
+            raise TransientError(str(exc)) from exc
+        raise
+
+
+def _to_json(items: Sequence[MediaItem]) -> list[dict[str, Any]]:
+    return [item.to_json() for item in items]
+
+
+def _from_json(items: list[dict[str, Any]]) -> list[MediaItem]:
+    return [MediaItem.from_json(item) for item in items]
