@@ -117,7 +117,11 @@ def _search(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--limit", type=int, default=10)
     sub.add_argument("--target", choices=["images", "moments", "videos"], default="images")
     sub.add_argument("--kind", action="append", default=[], help="restrict to kinds: image, frame, segment, product")
-    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--pooling", choices=["topk", "mean"], default="topk", help="video pooling for moments and videos")
+    sub.add_argument("--folder", metavar="DIR", help="only files under this absolute folder")
+    sub.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
+    sub.add_argument("--explain", action="store_true", help="show each term's contribution to each score")
+    sub.add_argument("--json", action="store_true", help="print the API's response document")
 
 
 def _run_search(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,95 @@
+"""``create_app``: assemble the API. The lifespan warms the model, store and catalog up once,
+so the first search is not the one that pays for loading them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from search import __version__
+from search.api import errors
+from search.api.deps import AppState
+from search.api.limits import BodyLimitMiddleware, body_limit
+from search.api.metrics import Metrics, MetricsMiddleware
+from search.api.routers import ingest, media, ops
+from search.api.routers import search as search_router
+from search.errors import MMSearchError
+from search.services import IngestLauncher, Services
+from search.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Semantic search over photos, video moments and products (CLIP embeddings in Qdrant).
+
+* **Search** by text, an image (upload, base64 or URL), the id of an indexed item, weighted
+  arithmetic of those (`"beach" + id:… - 0.5*"people"`), or positive/negative examples.
+  Composition: each term's embedding is normalised, weighted, summed, and the sum renormalised;
+  `explain` splits each score into the terms' contributions.
+* **Targets**: `images` (points), `moments` (stretches of videos, top-k or mean pooling),
+  `videos` (whole videos).
+* **Filters** run inside the vector store: kind, source, folder, date taken, size, category,
+  brand, price, any manifest field.
+* Errors are JSON `{"detail", "error", "position"?}` with 4xx statuses for anything a client sent.
+"""
+
+
+def create_app(settings: Settings, services: Services | None = None, launcher: IngestLauncher | None = None) -> FastAPI:
+    """The API over ``services`` (built here when not given; then also closed at shutdown).
+
+    ``launcher`` starts ingest jobs (embedded mode: in this process; distributed: Celery);
+    without one, ``POST /ingest`` answers 503.
+    """
+    state = AppState(
+        settings=settings,
+        services=services or Services(settings),
+        launcher=launcher,
+        metrics=Metrics(),
+        owns_services=services is None,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.startup_error = await run_in_threadpool(_warm_up, state.services)
+        try:
+            yield
+        finally:
+            if state.owns_services:
+                await run_in_threadpool(state.services.close)
+
+    app = FastAPI(
+        title="mmsearch",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "search", "description": "text, image, arithmetic and example queries"},
+            {"name": "media", "description": "metadata, thumbnails and original files"},
+            {"name": "ingest", "description": "start ingestion and watch jobs"},
+            {"name": "operations", "description": "health, readiness, stats and metrics"},
+        ],
+    )
+    app.state.mm = state
+    errors.install(app)
+    for router in (search_router.router, media.router, ingest.router, ops.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, limit=body_limit(settings.api.max_upload_bytes))
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    return app
+
+
+def _warm_up(services: Services) -> str | None:
+    """Load the model and open the store and catalog; a failure is reported by /readyz, and
+    each request that needs the broken part answers 503 with the reason."""
+    try:
+        services.embedder
+        services.store
+        services.catalog
+    except MMSearchError as exc:
+        log.error("mmsearch API starting without a working %s", exc)
+        return str(exc)
+    return None

@@ -1,0 +1,309 @@
+"""Between the API's schemas and the core's types, both ways; no business rules here."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+from search.api.schemas import (
+    ContributionOut,
+    FailureOut,
+    FiltersIn,
+    JobOut,
+    MediaOut,
+    MomentOut,
+    ProductOut,
+    QueryOptions,
+    RangeIn,
+    ResultOut,
+    SearchIn,
+    SearchOut,
+    TermOut,
+    TimingsOut,
+)
+from search.engine import SearchRequest, SearchResults
+from search.engine.media import MediaInfo
+from search.engine.results import ResultItem
+from search.errors import MediaError, TooLarge
+from search.filters import FieldFilter, FilterSpec
+from search.moments import Moment
+from search.query import IdTerm, ImageTerm, Term, TextTerm, UrlTerm, parse_query
+
+# Payload fields shown as first-class result fields; everything else goes to metadata/product.fields.
+_KNOWN = {
+    "kind", "media_id", "source", "uri", "path", "dirs", "name", "taken_at", "size_bytes", "width", "height",
+    "thumb", "model", "video_id", "t", "duration", "t_start", "t_end", "n_frames",
+}  # fmt: skip
+_PRODUCT = {"product_id", "title", "category", "brand", "price"}
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+def search_request(body: SearchIn, max_upload_bytes: int) -> SearchRequest:
+    """The core request for a JSON search body (the body has already been shape-validated)."""
+    terms: tuple[Term, ...] = ()
+    if body.text is not None:
+        terms = (TextTerm(body.text),)
+    elif body.query is not None:
+        terms = tuple(parse_query(body.query))
+    elif body.terms is not None:
+        terms = tuple(_term(t, max_upload_bytes) for t in body.terms)
+    elif body.image is not None:
+        terms = (ImageTerm(decode_base64_image(body.image, max_upload_bytes)),)
+    elif body.url is not None:
+        terms = (UrlTerm(body.url),)
+    elif body.id is not None:
+        terms = (IdTerm(body.id),)
+    return with_options(SearchRequest(terms=terms, positive=tuple(body.positive), negative=tuple(body.negative)), body)
+
+
+def with_options(request: SearchRequest, options: QueryOptions) -> SearchRequest:
+    """Copy the shaping options (target, pooling, paging, filters, …) onto a request."""
+    return replace(
+        request,
+        target=options.target,
+        pooling=options.pooling,
+        k=options.k,
+        per_video=options.per_video,
+        limit=options.limit,
+        offset=options.offset,
+        score_threshold=options.score_threshold,
+        dedup=options.dedup,
+        dedup_threshold=options.dedup_threshold,
+        explain=options.explain,
+        ensemble=options.ensemble,
+        filters=filter_spec(options.filters),
+    )
+
+
+def _term(term: Any, max_upload_bytes: int) -> Term:
+    if term.text is not None:
+        return TextTerm(term.text, term.weight)
+    if term.image is not None:
+        return ImageTerm(decode_base64_image(term.image, max_upload_bytes), term.weight)
+    if term.url is not None:
+        return UrlTerm(term.url, term.weight)
+    return IdTerm(term.id, term.weight)
+
+
+def decode_base64_image(text: str, max_upload_bytes: int) -> bytes:
+    """Bytes of a base64 image (``data:`` URLs accepted); MediaError if it is not base64."""
+    payload = text.split(",", 1)[1] if text.startswith("data:") and "," in text else text
+    if len(payload) * 3 // 4 > max_upload_bytes + 3:
+        raise TooLarge(f"The image is larger than the {max_upload_bytes // 1024} KiB upload limit.")
+    try:
+        data = base64.b64decode("".join(payload.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MediaError("The image is not valid base64.") from exc
+    if not data:
+        raise MediaError("The image is empty (0 bytes).")
+    return data
+
+
+def filter_spec(filters: FiltersIn | None) -> FilterSpec:
+    if filters is None:
+        return FilterSpec()
+    return FilterSpec(
+        kinds=tuple(filters.kinds),
+        sources=tuple(filters.sources),
+        path_prefix=filters.path_prefix,
+        taken_after=_unix(filters.taken_after),
+        taken_before=_unix(filters.taken_before),
+        min_size=filters.min_size,
+        max_size=filters.max_size,
+        min_width=filters.min_width,
+        min_height=filters.min_height,
+        categories=tuple(filters.categories),
+        brands=tuple(filters.brands),
+        min_price=filters.min_price,
+        max_price=filters.max_price,
+        fields=tuple(_field(key, value) for key, value in filters.fields.items()),
+    )
+
+
+def _unix(value: float | datetime | None) -> float | None:
+    if value is None or isinstance(value, (int, float)):
+        return value
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return aware.timestamp()
+
+
+def _field(key: str, value: Any) -> FieldFilter:
+    if isinstance(value, RangeIn):
+        return FieldFilter(key, gte=value.gte, lte=value.lte)
+    values = tuple(value) if isinstance(value, list) else (value,)
+    return FieldFilter(key, values)
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+def search_out(results: SearchResults, base: str = "") -> SearchOut:
+    t = results.timings
+    return SearchOut(
+        target=results.target,
+        query_type=results.query_type,
+        terms=[TermOut(kind=i.kind, label=i.label, weight=i.weight) for i in results.terms],
+        results=[result_out(item, base) for item in results.items],
+        offset=results.offset,
+        limit=results.limit,
+        next_offset=results.next_offset,
+        timings=TimingsOut(encode_ms=round(t.encode_ms, 3), store_ms=round(t.store_ms, 3), total_ms=round(t.total_ms, 3)),
+    )
+
+
+def result_out(item: ResultItem, base: str = "") -> ResultOut:
+    p = item.payload
+    moment = moment_out(item.moment, base) if item.moment else None
+    moments = [moment_out(m, base) for m in item.moments]
+    thumb = _result_thumbnail(item, base, moments)
+    file_url = moment.file_url if moment else _file_url(base, item.media_id, p.get("t") if item.kind == "frame" else None)
+    return ResultOut(
+        id=item.point_id,
+        media_id=item.media_id,
+        kind=item.kind,
+        score=round(item.score, 6),
+        name=_str(p.get("name")),
+        uri=_str(p.get("uri")),
+        thumbnail_url=thumb,
+        file_url=file_url,
+        width=_int(p.get("width")),
+        height=_int(p.get("height")),
+        taken_at=_float(p.get("taken_at")),
+        size_bytes=_int(p.get("size_bytes")),
+        source=_str(p.get("source")),
+        path=_str(p.get("path")),
+        duration=_float(p.get("duration")),
+        t=_float(p.get("t")) if item.kind == "frame" else None,
+        product=product_out(p),
+        moment=moment,
+        moments=moments,
+        duplicates=list(item.duplicates),
+        contributions=[
+            ContributionOut(term=c.label, weight=c.weight, similarity=c.similarity, contribution=c.contribution)
+            for c in item.contributions
+        ]
+        or None,
+        metadata=_metadata(p),
+    )
+
+
+def _result_thumbnail(item: ResultItem, base: str, moments: list[MomentOut]) -> str:
+    if item.moment is not None or item.kind == "video":
+        best = item.moment.best_point_id if item.moment else (item.moments[0].best_point_id if item.moments else None)
+        return point_thumbnail_url(base, best) if best else media_thumbnail_url(base, item.media_id)
+    if item.kind in ("frame", "segment") and item.point_id and item.payload.get("thumb"):
+        return point_thumbnail_url(base, item.point_id)
+    return media_thumbnail_url(base, item.media_id)
+
+
+def moment_out(m: Moment, base: str = "") -> MomentOut:
+    return MomentOut(
+        video_id=m.video_id,
+        start=round(m.start, 3),
+        end=round(m.end, 3),
+        score=round(m.score, 6),
+        best_t=m.best_t,
+        best_point_id=m.best_point_id,
+        thumbnail_url=point_thumbnail_url(base, m.best_point_id) if m.best_point_id else media_thumbnail_url(base, m.video_id),
+        file_url=f"{media_file_url(base, m.video_id)}#t={m.start:g},{m.end:g}",
+    )
+
+
+def product_out(p: Mapping[str, Any]) -> ProductOut | None:
+    if p.get("kind") != "product" and "product_id" not in p:
+        return None
+    return ProductOut(
+        product_id=_str(p.get("product_id")),
+        title=_str(p.get("title")),
+        category=_str(p.get("category")),
+        brand=_str(p.get("brand")),
+        price=_float(p.get("price")),
+        fields=_metadata(p),
+    )
+
+
+def _metadata(p: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in p.items() if k not in _KNOWN and k not in _PRODUCT}
+
+
+def media_out(info: MediaInfo, base: str = "") -> MediaOut:
+    p, r = info.payload, info.record
+    return MediaOut(
+        id=info.media_id,
+        kind=info.kind,
+        uri=info.uri,
+        name=info.name,
+        thumbnail_url=media_thumbnail_url(base, info.media_id),
+        file_url=media_file_url(base, info.media_id),
+        points=info.points,
+        status=r.status if r else None,
+        error=r.error if r else None,
+        width=_int(p.get("width")) or (r.width if r else None),
+        height=_int(p.get("height")) or (r.height if r else None),
+        duration=_float(p.get("duration")) or (r.duration if r else None),
+        size_bytes=_int(p.get("size_bytes")) or (r.size_bytes if r else None),
+        taken_at=_float(p.get("taken_at")),
+        source=_str(p.get("source")) or (r.source_id if r else None),
+        indexed_at=r.indexed_at if r else None,
+        product=product_out(p),
+        metadata={**(r.metadata if r else {}), **_metadata(p)},
+    )
+
+
+def job_out(job: Any, failures: Sequence[Any] = ()) -> JobOut:
+    return JobOut(
+        id=job.id,
+        kind=job.kind,
+        status=job.status,
+        params=job.params,
+        discovered=job.discovered,
+        indexed=job.indexed,
+        skipped=job.skipped,
+        failed=job.failed,
+        processed=job.processed,
+        finished=job.finished,
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        failures=[FailureOut(uri=f.uri, reason=f.reason, at=f.at) for f in failures],
+    )
+
+
+# --- URLs ----------------------------------------------------------------------------------------
+
+
+def media_thumbnail_url(base: str, media_id: str) -> str:
+    return f"{base}/media/{quote(media_id, safe='')}/thumbnail"
+
+
+def media_file_url(base: str, media_id: str) -> str:
+    return f"{base}/media/{quote(media_id, safe='')}/file"
+
+
+def point_thumbnail_url(base: str, point_id: str) -> str:
+    return f"{base}/points/{quote(point_id, safe='')}/thumbnail"
+
+
+def _file_url(base: str, media_id: str, t: Any) -> str:
+    url = media_file_url(base, media_id)
+    return f"{url}#t={float(t):g}" if isinstance(t, (int, float)) else url
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

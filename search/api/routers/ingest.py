@@ -1,0 +1,63 @@
+"""Starting ingestion and watching its jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+
+from search.api import convert
+from search.api.deps import BaseUrl, State, require_api_key
+from search.api.schemas import ErrorOut, IngestAccepted, IngestIn, JobOut, JobsOut
+from search.catalog import JOB_STATUSES
+from search.services import IngestRequest
+
+router = APIRouter(tags=["ingest"])
+
+JobStatusName = Annotated[str | None, Query(pattern="^(" + "|".join(JOB_STATUSES) + ")$")]
+
+
+@router.post(
+    "/ingest",
+    status_code=202,
+    response_model=IngestAccepted,
+    dependencies=[Depends(require_api_key)],
+    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 503: {"model": ErrorOut, "description": "no ingest runner"}},
+    summary="Start an ingest job",
+)
+def start_ingest(body: IngestIn, state: State, base: BaseUrl, response: Response) -> IngestAccepted:
+    """Queue a job and return at once; watch it at ``status_url``."""
+    if state.launcher is None:
+        raise HTTPException(503, "This server cannot run ingestion: it was started without an ingest runner. Use `mmsearch ingest` or `mmsearch serve`.")
+    request = IngestRequest(
+        paths=tuple(body.paths), url_lists=tuple(body.url_lists), crawl=tuple(body.crawl),
+        manifests=tuple(body.manifests), include=tuple(body.include), exclude=tuple(body.exclude),
+        options=dict(body.options),
+    )  # fmt: skip
+    job_id = state.launcher(request)
+    url = f"{base}/jobs/{job_id}"
+    response.headers["Location"] = url
+    return IngestAccepted(job_id=job_id, status_url=url)
+
+
+@router.get("/jobs", response_model=JobsOut, summary="Recent ingest jobs, newest first")
+def list_jobs(
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    status: JobStatusName = None,
+    failures: Annotated[int, Query(ge=0, le=100, description="failures listed per job")] = 5,
+) -> JobsOut:
+    catalog = state.services.catalog
+    jobs = catalog.list_jobs(limit=limit, status=status)
+    return JobsOut(jobs=[convert.job_out(j, catalog.job_failures(j.id, limit=failures) if failures and j.failed else []) for j in jobs])
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses={404: {"model": ErrorOut}}, summary="One job and its failures")
+def get_job(
+    state: State,
+    job_id: Annotated[str, Path(min_length=1, max_length=200)],
+    failures: Annotated[int, Query(ge=0, le=10_000)] = 100,
+) -> JobOut:
+    catalog = state.services.catalog
+    job = catalog.get_job(job_id)
+    return convert.job_out(job, catalog.job_failures(job_id, limit=failures) if failures else [])

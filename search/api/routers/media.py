@@ -1,0 +1,84 @@
+"""Media items: metadata, thumbnails, the original file (with range requests), deletion."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from search.api import convert
+from search.api.deps import BaseUrl, State, require_api_key
+from search.api.ranges import file_response
+from search.api.schemas import DeletedOut, ErrorOut, MediaOut
+from search.engine import media as core
+
+router = APIRouter(tags=["media"])
+
+MediaId = Annotated[str, Path(min_length=1, max_length=200, description="media id (see results' media_id)")]
+PointId = Annotated[str, Path(min_length=1, max_length=200, description="point id (see results' id)")]
+NOT_FOUND = {404: {"model": ErrorOut, "description": "unknown id, or nothing to serve"}}
+THUMB_CACHE = "public, max-age=86400"
+
+
+@router.get("/media/{media_id}", response_model=MediaOut, responses=NOT_FOUND, summary="Metadata of a media item")
+def get_media(media_id: MediaId, state: State, base: BaseUrl) -> MediaOut:
+    """Store payload and catalog record of one image, video or product photo."""
+    return convert.media_out(core.media_info(state.services, media_id), base)
+
+
+@router.get(
+    "/media/{media_id}/thumbnail",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/webp": {}}}, **NOT_FOUND},
+    summary="Thumbnail of a media item",
+)
+def media_thumbnail(media_id: MediaId, state: State) -> FileResponse:
+    """A WebP thumbnail; a video's is its catalog thumbnail or a middle frame."""
+    path = core.media_thumbnail(state.services, media_id)
+    return FileResponse(path, media_type="image/webp", headers={"Cache-Control": THUMB_CACHE})
+
+
+@router.get(
+    "/points/{point_id}/thumbnail",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/webp": {}}}, **NOT_FOUND},
+    summary="Thumbnail of one point (a video frame's own picture)",
+)
+def point_thumbnail(point_id: PointId, state: State) -> FileResponse:
+    path = core.point_thumbnail(state.services, point_id)
+    return FileResponse(path, media_type="image/webp", headers={"Cache-Control": THUMB_CACHE})
+
+
+@router.get(
+    "/media/{media_id}/file",
+    response_class=Response,
+    responses={
+        200: {"description": "the whole file", "content": {"application/octet-stream": {}}},
+        206: {"description": "the requested byte range (Content-Range)"},
+        307: {"description": "remote media: redirect to its URL"},
+        416: {"description": "the range cannot be satisfied (Content-Range: bytes */SIZE)"},
+        **NOT_FOUND,
+    },
+    summary="The original file, with HTTP range requests (seekable video)",
+)
+def media_file(
+    media_id: MediaId, state: State, range: Annotated[str | None, Header(max_length=200)] = None  # noqa: A002
+) -> Response:
+    """Local files are streamed (``Range: bytes=start-end`` supported); remote ones redirect."""
+    found = core.media_file(state.services, media_id)
+    if found.path is None:
+        return RedirectResponse(str(found.url), status_code=307)
+    return file_response(found.path, found.mime or "application/octet-stream", range)
+
+
+@router.delete(
+    "/media/{media_id}",
+    response_model=DeletedOut,
+    dependencies=[Depends(require_api_key)],
+    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, **NOT_FOUND},
+    summary="Remove an item from the index",
+)
+def delete_media(media_id: MediaId, state: State) -> DeletedOut:
+    """Deletes the item's points (all frames and segments of a video) and marks it deleted."""
+    return DeletedOut(id=media_id, points_deleted=core.delete_media(state.services, media_id))

@@ -1,0 +1,360 @@
+"""The HTTP API's request and response shapes (OpenAPI), kept apart from the core's types.
+
+Requests forbid unknown fields, so a typo (``"kinds"`` vs ``"kind"``) is a 422 naming the field
+instead of a silently ignored filter. ``search.api.convert`` maps these to and from the core.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+
+Kind = Literal["image", "frame", "segment", "product"]
+TargetName = Literal["images", "moments", "videos"]
+PoolingName = Literal["topk", "mean"]
+ShortText = Annotated[str, Field(min_length=1, max_length=1000)]
+Identifier = Annotated[str, Field(min_length=1, max_length=200)]
+HttpUrlText = Annotated[str, Field(min_length=8, max_length=4096, pattern=r"^https?://")]
+Base64Image = Annotated[
+    str, Field(min_length=1, description="image bytes in base64 (a data: URL prefix is accepted)")
+]
+Weight = Annotated[float, Field(ge=-100, le=100, description="term weight; negative pushes away")]
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+# --- requests ------------------------------------------------------------------------------
+
+
+class TermIn(BaseModel):
+    """One weighted query term: exactly one of text, image, url or id."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"text": "sunset", "weight": 1.0}, {"id": "3f0c…", "weight": -0.5}]}
+    )
+
+    text: ShortText | None = None
+    image: Base64Image | None = None
+    url: HttpUrlText | None = Field(None, description="an image on the web (private addresses are refused)")
+    id: Identifier | None = Field(None, description="a point id or media id of an indexed item")
+    weight: Weight = 1.0
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "TermIn":
+        given = [name for name in ("text", "image", "url", "id") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a term needs exactly one of text, image, url or id")
+        return self
+
+
+class RangeIn(BaseModel):
+    """A numeric range; either side may be left open."""
+
+    model_config = _STRICT
+    gte: float | None = None
+    lte: float | None = None
+
+    @model_validator(mode="after")
+    def _one_side(self) -> "RangeIn":
+        if self.gte is None and self.lte is None:
+            raise ValueError("a range needs gte, lte or both")
+        return self
+
+
+FieldValue = Union[StrictStr, StrictInt, list[Union[StrictStr, StrictInt]], RangeIn]
+Timestamp = Union[float, datetime]
+
+
+class FiltersIn(BaseModel):
+    """Restrictions applied inside the vector store; empty fields restrict nothing.
+
+    Dates accept ISO 8601 (naive means UTC) or unix seconds; ``taken_at`` is the EXIF date
+    taken, else the file's modification time. ``fields`` matches any other payload field, e.g.
+    a manifest column: ``{"color": "red"}``, ``{"color": ["red", "blue"]}``, ``{"rating": {"gte": 4}}``.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"kinds": ["product"], "categories": ["shoes"], "max_price": 80}]},
+    )
+
+    kinds: list[Kind] = Field(default_factory=list, max_length=4)
+    sources: list[Identifier] = Field(default_factory=list, max_length=256)
+    path_prefix: str | None = Field(None, max_length=4096, description="absolute folder; files anywhere below match")
+    taken_after: Timestamp | None = None
+    taken_before: Timestamp | None = None
+    min_size: int | None = Field(None, ge=0, description="file size in bytes")
+    max_size: int | None = Field(None, ge=0)
+    min_width: int | None = Field(None, ge=0)
+    min_height: int | None = Field(None, ge=0)
+    categories: list[ShortText] = Field(default_factory=list, max_length=256)
+    brands: list[ShortText] = Field(default_factory=list, max_length=256)
+    min_price: float | None = None
+    max_price: float | None = None
+    fields: dict[str, FieldValue] = Field(default_factory=dict, max_length=32)
+
+
+class QueryOptions(BaseModel):
+    """How results are shaped; shared by every search endpoint."""
+
+    model_config = _STRICT
+
+    target: TargetName = Field("images", description="images: points; moments: video stretches; videos: whole videos")
+    pooling: PoolingName = Field("topk", description="video pooling: mean of top-k frame scores, or mean-pooled segment vectors")
+    k: int | None = Field(None, ge=1, le=64, description="frames averaged by top-k pooling (default from settings)")
+    per_video: int = Field(3, ge=1, le=50, description="moments kept per video")
+    limit: int | None = Field(None, ge=1, le=1000, description="results per page (default and maximum from settings)")
+    offset: int = Field(0, ge=0, le=10_000)
+    score_threshold: float | None = Field(None, ge=-1, le=1, description="drop results scoring below this cosine")
+    dedup: bool | None = Field(None, description="collapse near-duplicates; default: on when every hit is a product")
+    dedup_threshold: float | None = Field(None, gt=0, le=1)
+    explain: bool = Field(False, description="report each term's contribution to each result's score")
+    ensemble: bool | None = Field(None, description="prompt ensembling for text terms (default from settings)")
+    filters: FiltersIn | None = None
+
+
+class SearchIn(QueryOptions):
+    """A search. Ask in exactly one way: ``text`` (literal text), ``query`` (the arithmetic
+    syntax), ``terms``, ``image`` (base64), ``url``, ``id``, or ``positive``/``negative`` examples.
+
+    Arithmetic: each term's embedding is normalised, the weighted sum is taken and renormalised;
+    with ``explain`` each result lists every term's share of its score (the shares add up to it).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"text": "a red circle"},
+                {"query": '"beach" + id:3f0c2a52-4d0e-5b7e-9a61-3c2f1d8e0b47 - 0.5*"people"', "explain": True},
+                {"terms": [{"text": "sunset"}, {"text": "people", "weight": -0.5}], "filters": {"kinds": ["image"]}},
+                {"text": "a dog running", "target": "moments", "pooling": "topk", "k": 3},
+                {"positive": ["3f0c2a52-4d0e-5b7e-9a61-3c2f1d8e0b47"], "negative": []},
+            ]
+        },
+    )
+
+    text: ShortText | None = None
+    query: Annotated[str, Field(min_length=1, max_length=2000)] | None = Field(
+        None, description='compact arithmetic, e.g. "beach" + id:42 - 0.5*"people"'
+    )
+    terms: list[TermIn] | None = Field(None, min_length=1, max_length=16)
+    image: Base64Image | None = None
+    url: HttpUrlText | None = None
+    id: Identifier | None = None
+    positive: list[Identifier] = Field(default_factory=list, max_length=32, description="example ids to be like")
+    negative: list[Identifier] = Field(default_factory=list, max_length=32, description="example ids to be unlike")
+
+    @model_validator(mode="after")
+    def _one_way_of_asking(self) -> "SearchIn":
+        given = [n for n in ("text", "query", "terms", "image", "url", "id") if getattr(self, n) is not None]
+        if self.positive:
+            given.append("positive")
+        if len(given) != 1:
+            raise ValueError(
+                "ask in exactly one way: text, query, terms, image, url, id or positive examples"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.negative and not self.positive:
+            raise ValueError("negative examples need at least one positive example")
+        return self
+
+
+class IngestIn(BaseModel):
+    """What to index; at least one of paths, url_lists, crawl or manifests."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"paths": ["/data/photos"], "include": ["*.jpg"]}]}
+    )
+
+    paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=list, max_length=1000)
+    url_lists: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=list, max_length=100)
+    crawl: list[HttpUrlText] = Field(default_factory=list, max_length=100)
+    manifests: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=list, max_length=100)
+    include: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list, max_length=100)
+    exclude: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list, max_length=100)
+    options: dict[str, Any] = Field(default_factory=dict, description="per-job overrides, e.g. crawl depth")
+
+    @model_validator(mode="after")
+    def _something(self) -> "IngestIn":
+        if not (self.paths or self.url_lists or self.crawl or self.manifests):
+            raise ValueError("nothing to ingest: give paths, url_lists, crawl or manifests")
+        return self
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx/5xx body: ``detail`` is the message to show a user."""
+
+    detail: str
+    error: str = Field(description="machine-readable kind: bad_query, bad_filter, not_found, too_large, …")
+    position: int | None = Field(None, description="offset of a syntax error in the query string")
+    errors: list[dict[str, Any]] | None = Field(None, description="per-field problems (validation errors)")
+
+
+class ContributionOut(BaseModel):
+    term: str
+    weight: float
+    similarity: float = Field(description="cosine of the term's own embedding with the result")
+    contribution: float = Field(description="weight × similarity / |weighted sum|; these add up to the score")
+
+
+class MomentOut(BaseModel):
+    video_id: str
+    start: float = Field(description="seconds")
+    end: float
+    score: float
+    best_t: float | None = Field(None, description="time of the best-matching frame")
+    best_point_id: str | None = None
+    thumbnail_url: str | None = None
+    file_url: str = Field(description="the video, with a #t=start,end media fragment")
+
+
+class ProductOut(BaseModel):
+    product_id: str | None = None
+    title: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    price: float | None = None
+    fields: dict[str, Any] = Field(default_factory=dict, description="every other manifest column")
+
+
+class ResultOut(BaseModel):
+    """One result. ``kind`` is the point kind for target=images, else ``moment`` or ``video``."""
+
+    id: str | None = Field(description="point id (moments: the best frame's; videos: the best moment's frame)")
+    media_id: str
+    kind: str
+    score: float
+    name: str | None = None
+    uri: str | None = None
+    thumbnail_url: str | None = None
+    file_url: str | None = None
+    width: int | None = None
+    height: int | None = None
+    taken_at: float | None = Field(None, description="unix seconds")
+    size_bytes: int | None = None
+    source: str | None = None
+    path: str | None = None
+    duration: float | None = Field(None, description="video seconds")
+    t: float | None = Field(None, description="frame time, for frame points")
+    product: ProductOut | None = None
+    moment: MomentOut | None = None
+    moments: list[MomentOut] = Field(default_factory=list, description="target=videos: the video's best moments")
+    duplicates: list[str] = Field(default_factory=list, description="point ids of near-duplicates collapsed into this one")
+    contributions: list[ContributionOut] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict, description="other payload fields (EXIF, camera, GPS, …)")
+
+
+class TermOut(BaseModel):
+    kind: str
+    label: str
+    weight: float
+
+
+class TimingsOut(BaseModel):
+    encode_ms: float = Field(description="model time (text/image encoding, image fetch and decode)")
+    store_ms: float = Field(description="vector store time")
+    total_ms: float
+
+
+class SearchOut(BaseModel):
+    target: str
+    query_type: str = Field(description="text, image, id, arithmetic or examples")
+    terms: list[TermOut]
+    results: list[ResultOut]
+    offset: int
+    limit: int
+    next_offset: int | None = Field(description="pass as offset for the next page; null on the last page")
+    timings: TimingsOut
+
+
+class MediaOut(BaseModel):
+    id: str
+    kind: str = Field(description="image, video or product")
+    uri: str | None = None
+    name: str | None = None
+    thumbnail_url: str
+    file_url: str
+    points: int
+    status: str | None = Field(None, description="catalog status: pending, indexed, failed, deleted")
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    size_bytes: int | None = None
+    taken_at: float | None = None
+    source: str | None = None
+    indexed_at: datetime | None = None
+    product: ProductOut | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeletedOut(BaseModel):
+    id: str
+    points_deleted: int
+
+
+class CheckOut(BaseModel):
+    name: str
+    ok: bool
+    detail: str
+    ms: float
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    checks: list[CheckOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class StatsOut(BaseModel):
+    model: str
+    dim: int
+    store_backend: str
+    collection: str
+    points: dict[str, int] = Field(description="points per kind: image, frame, segment, product")
+    total_points: int
+    catalog: dict[str, dict[str, int]] = Field(description="media per kind and status")
+    running_jobs: int
+
+
+class FailureOut(BaseModel):
+    uri: str
+    reason: str
+    at: datetime
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: str = Field(description="queued, running, done, failed or cancelled")
+    params: dict[str, Any]
+    discovered: int
+    indexed: int
+    skipped: int
+    failed: int
+    processed: int
+    finished: bool
+    error: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    failures: list[FailureOut] = Field(default_factory=list, description="why items were not indexed (first ones)")
+
+
+class JobsOut(BaseModel):
+    jobs: list[JobOut]
+
+
+class IngestAccepted(BaseModel):
+    job_id: str
+    status_url: str

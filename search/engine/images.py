@@ -1,0 +1,135 @@
+"""target=images: one result per stored point (image, product, or frame when asked for).
+
+Paging is pushed into the store (limit + 1 tells whether a next page exists) except when
+near-duplicates collapse: groups can only be formed over a window of hits, so the first
+``offset + limit`` groups are computed from a window fetched from the top, which keeps page
+boundaries stable from one page to the next.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from search.dedup import duplicate_groups
+from search.engine.prepare import PreparedQuery
+from search.engine.request import SearchRequest
+from search.engine.results import Contribution, ResultItem
+from search.query import contributions
+from search.services import Services
+from search.store.base import Filter, Hit
+
+DEDUP_OVERFETCH = 3  # hits fetched per shown result when collapsing duplicates
+DEDUP_MIN_WINDOW = 50
+DEDUP_MAX_WINDOW = 1000
+
+
+@dataclass(frozen=True)
+class ResultPage:
+    items: tuple[ResultItem, ...]
+    next_offset: int | None
+    store_ms: float
+
+
+def image_results(
+    services: Services, request: SearchRequest, prepared: PreparedQuery, flt: Filter, limit: int
+) -> ResultPage:
+    """A page of point results; duplicates collapse when asked, or by default for products."""
+    fetch = _Fetcher(services, prepared, flt, request.score_threshold)
+    dedup = request.dedup
+    if dedup is None or dedup:
+        wanted = request.offset + limit
+        # vectors only when collapsing is certain: most searches are not all-product and
+        # would pay for converting vectors they never use
+        hits = fetch(wanted + 1, 0, with_vectors=bool(dedup) or request.explain)
+        dedup = dedup if dedup is not None else bool(hits) and all(_kind(h) == "product" for h in hits)
+        if not dedup:
+            hits = hits[request.offset :]
+    else:
+        hits = fetch(limit + 1, request.offset, with_vectors=request.explain)
+    threshold = request.dedup_threshold or services.settings.search.dedup_threshold
+    if dedup:
+        items, has_more = _collapsed(fetch, hits, request, limit, threshold)
+    else:
+        items = [_item(h, prepared, request.explain) for h in hits[:limit]]
+        has_more = len(hits) > limit
+    next_offset = request.offset + limit if has_more else None
+    return ResultPage(tuple(items), next_offset, fetch.elapsed_ms)
+
+
+def _collapsed(
+    fetch: "_Fetcher", hits: list[Hit], request: SearchRequest, limit: int, threshold: float
+) -> tuple[list[ResultItem], bool]:
+    """Group a window of hits from the top and return the requested page of groups."""
+    wanted = request.offset + limit
+    window = min(max(wanted * DEDUP_OVERFETCH, DEDUP_MIN_WINDOW), DEDUP_MAX_WINDOW)
+    if len(hits) > wanted or any(h.vector is None for h in hits):  # widen the window, with vectors
+        hits = fetch(window, 0, with_vectors=True)
+    vectors = np.stack([h.vector for h in hits]) if hits else np.zeros((0, 1), np.float32)
+    groups = duplicate_groups(vectors, threshold)
+    page = groups[request.offset : wanted]
+    items = [
+        _item(hits[g.keep], fetch.prepared, request.explain, tuple(hits[i].id for i in g.duplicates))
+        for g in page
+    ]
+    return items, len(groups) > wanted or len(hits) >= window
+
+
+def _kind(hit: Hit) -> str:
+    return str(hit.payload.get("kind", ""))
+
+
+def _item(hit: Hit, prepared: PreparedQuery, explain: bool, duplicates: tuple[str, ...] = ()) -> ResultItem:
+    return ResultItem(
+        point_id=hit.id,
+        media_id=str(hit.payload.get("media_id", hit.id)),
+        kind=_kind(hit),
+        score=hit.score,
+        payload=hit.payload,
+        duplicates=duplicates,
+        contributions=explain_hit(prepared, hit.vector) if explain else (),
+    )
+
+
+def explain_hit(prepared: PreparedQuery, vector: np.ndarray | None) -> tuple[Contribution, ...]:
+    """Each term's share of this hit's score (empty for example queries, which have no terms)."""
+    comp = prepared.composition
+    if comp is None or vector is None:
+        return ()
+    shares = contributions(comp, vector)
+    norm = float(np.linalg.norm(vector)) or 1.0
+    sims = comp.units @ (np.asarray(vector, np.float32) / norm)
+    return tuple(
+        Contribution(info.label, info.weight, round(float(sim), 6), round(float(share), 6))
+        for info, sim, share in zip(prepared.terms, sims, shares)
+    )
+
+
+class _Fetcher:
+    """Runs the store call the prepared query needs (nearest or recommend) and times it."""
+
+    def __init__(self, services: Services, prepared: PreparedQuery, flt: Filter, threshold: float | None) -> None:
+        self.store = services.store
+        self.prepared = prepared
+        self.flt = flt
+        self.threshold = threshold
+        self.elapsed_ms = 0.0
+
+    def __call__(self, limit: int, offset: int, with_vectors: bool) -> list[Hit]:
+        started = time.perf_counter()
+        try:
+            return self._run(limit, offset, with_vectors)
+        finally:
+            self.elapsed_ms += (time.perf_counter() - started) * 1000
+
+    def _run(self, limit: int, offset: int, with_vectors: bool) -> list[Hit]:
+        p = self.prepared
+        if p.vector is not None:
+            return self.store.query(p.vector, self.flt, limit, offset, self.threshold, with_vectors)
+        hits = self.store.recommend(list(p.positive), list(p.negative), self.flt, limit, offset, self.threshold)
+        if not with_vectors or not hits:
+            return hits
+        vectors = {h.id: h.vector for h in self.store.retrieve([h.id for h in hits], with_vectors=True)}
+        return [Hit(h.id, h.score, h.payload, vectors.get(h.id)) for h in hits]

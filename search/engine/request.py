@@ -1,0 +1,93 @@
+"""What a search asks for, in core types: the API, the CLI and the bench all build one of these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from search.errors import BadQuery
+from search.filters import FilterSpec
+from search.query import FileTerm, IdTerm, Term, TextTerm, parse_query
+
+Target = Literal["images", "moments", "videos"]
+Pooling = Literal["topk", "mean"]
+TARGETS: tuple[str, ...] = ("images", "moments", "videos")
+POOLINGS: tuple[str, ...] = ("topk", "mean")
+MAX_OFFSET = 10_000  # deeper pages cost linearly in Qdrant; nobody scrolls that far in a UI
+MAX_EXAMPLES = 32
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One search: a query (weighted terms, or example ids) plus how to shape the results.
+
+    Exactly one way of asking is used: ``terms`` (text, images, urls, ids, files; one term is a
+    plain text or image query) or ``positive``/``negative`` example ids (Qdrant's recommend).
+    ``None`` options fall back to the settings (``limit``, ``k``, ``dedup_threshold``) or to a
+    rule (``dedup`` is on when the results are products).
+    """
+
+    terms: tuple[Term, ...] = ()
+    positive: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+    target: Target = "images"
+    pooling: Pooling = "topk"
+    k: int | None = None  # top-k frames per window (topk pooling)
+    filters: FilterSpec = field(default_factory=FilterSpec)
+    limit: int | None = None
+    offset: int = 0
+    score_threshold: float | None = None
+    dedup: bool | None = None
+    dedup_threshold: float | None = None
+    explain: bool = False
+    ensemble: bool | None = None  # prompt ensembling for text terms; None: the settings' choice
+    per_video: int = 3  # moments kept per video
+    exclude_media: tuple[str, ...] = ()  # media never returned (``similar`` hides its source)
+    allow_files: bool = False  # file: terms read the local disk: the CLI only
+
+    @classmethod
+    def from_query(cls, text: str, **options: object) -> "SearchRequest":
+        """Parse the compact syntax (``"beach" + id:42 - 0.5*"people"``) into a request."""
+        return cls(terms=tuple(parse_query(text)), **options)  # type: ignore[arg-type]
+
+    def validate(self, max_limit: int) -> None:
+        """Refuse requests that cannot run, with a message for the user (BadQuery)."""
+        if bool(self.terms) == bool(self.positive):
+            raise BadQuery("Give either query terms (text, image, url or id) or positive example ids, not both or neither.")
+        if self.negative and not self.positive:
+            raise BadQuery("Negative examples need at least one positive example.")
+        if len(self.positive) + len(self.negative) > MAX_EXAMPLES:
+            raise BadQuery(f"At most {MAX_EXAMPLES} example ids may be given.")
+        if self.target not in TARGETS:
+            raise BadQuery(f"Unknown target {self.target!r}; use one of: {', '.join(TARGETS)}.")
+        if self.pooling not in POOLINGS:
+            raise BadQuery(f"Unknown pooling {self.pooling!r}; use topk or mean.")
+        if self.limit is not None and not 1 <= self.limit <= max_limit:
+            raise BadQuery(f"limit must be between 1 and {max_limit}, got {self.limit}.")
+        if not 0 <= self.offset <= MAX_OFFSET:
+            raise BadQuery(f"offset must be between 0 and {MAX_OFFSET}, got {self.offset}.")
+        if self.k is not None and not 1 <= self.k <= 64:
+            raise BadQuery(f"k must be between 1 and 64, got {self.k}.")
+        if not 1 <= self.per_video <= 50:
+            raise BadQuery(f"per_video must be between 1 and 50, got {self.per_video}.")
+        if self.dedup_threshold is not None and not 0 < self.dedup_threshold <= 1:
+            raise BadQuery(f"dedup_threshold must be in (0, 1], got {self.dedup_threshold}.")
+        if not self.allow_files:
+            for term in self.terms:
+                if isinstance(term, FileTerm):
+                    at = term.position if term.position is not None else 0
+                    raise BadQuery(
+                        f"file: terms read local files and work only in the command line; "
+                        f"upload the image instead (at position {at})",
+                        term.position,
+                    )
+
+    @property
+    def query_type(self) -> str:
+        """A coarse label for metrics and logs: text, image, id, arithmetic or examples."""
+        if self.positive:
+            return "examples"
+        if len(self.terms) == 1 and self.terms[0].weight == 1.0:
+            term = self.terms[0]
+            return "text" if isinstance(term, TextTerm) else "id" if isinstance(term, IdTerm) else "image"
+        return "arithmetic"

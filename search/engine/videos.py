@@ -1,0 +1,209 @@
+"""target=moments and target=videos: frame and segment hits pooled into moments and videos.
+
+One nearest query scores the best ``moment_candidates`` frames; under ``pooling=mean`` a
+second one scores segment points (ingest's mean-pooled windows). ``search.moments`` turns
+those scores into moments. Videos rank by top-k pooling of their frames, or by the cosine
+with the mean of all their segment vectors (CLIP4Clip's mean pooling), fetched for the best
+candidate videos only. Scores here are pooled values, so ``score_threshold`` applies to them
+after pooling, not to single frames in the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import numpy as np
+
+from search.engine.images import ResultPage, explain_hit
+from search.engine.prepare import PreparedQuery
+from search.engine.request import SearchRequest
+from search.engine.results import ResultItem
+from search.filters import BadFilter, FilterSpec, to_store_filter
+from search.moments import (
+    FrameScore,
+    Moment,
+    MomentParams,
+    WindowScore,
+    frames_by_video,
+    mean_pooled_score,
+    rank_moments,
+    score_floor,
+    topk_windows,
+    video_moments,
+    video_topk_score,
+)
+from search.services import Services
+from search.store.base import Filter, Hit, Match
+
+T = TypeVar("T")
+MEAN_CANDIDATE_VIDEOS = 50  # videos whose segments are all fetched for whole-video mean pooling
+SCROLL_PAGE = 1024
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.ms = 0.0
+
+    def run(self, action: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        try:
+            return action()
+        finally:
+            self.ms += (time.perf_counter() - started) * 1000
+
+
+def moment_params(services: Services, request: SearchRequest) -> MomentParams:
+    """Window grid and sampling step as ingest used them; k and per-video from the request."""
+    ingest, search = services.settings.ingest, services.settings.search
+    return MomentParams(
+        segment_seconds=ingest.segment_seconds,
+        segment_stride=ingest.segment_stride,
+        frame_step=1.0 / ingest.frame_rate,
+        k=request.k or search.topk_frames,
+        per_video=request.per_video,
+    )
+
+
+def video_results(
+    services: Services, request: SearchRequest, prepared: PreparedQuery, spec: FilterSpec, limit: int
+) -> ResultPage:
+    """A page of moments or videos for the prepared query vector."""
+    assert prepared.vector is not None, "video targets always search with a vector"
+    store, timer = services.store, _Timer()
+    params = moment_params(services, request)
+    exclude = tuple(request.exclude_media) + prepared.example_media
+    candidates = services.settings.search.moment_candidates
+    frame_hits = timer.run(lambda: store.query(prepared.vector, _filter(spec, "frame", exclude), limit=candidates))
+    frames = [_frame(h) for h in frame_hits if h.payload.get("video_id") is not None]
+    frame_floor = score_floor(f.score for f in frames)
+    by_video = frames_by_video(frames)
+    payloads = _video_payloads(frame_hits)
+    if request.pooling == "mean":
+        seg_hits = timer.run(lambda: store.query(prepared.vector, _filter(spec, "segment", exclude), limit=candidates))
+        windows = _segment_windows(seg_hits)
+        window_floor = score_floor(h.score for h in seg_hits)
+        payloads = {**_video_payloads(seg_hits), **payloads}
+    else:
+        durations = {v: float(p.get("duration") or 0.0) for v, p in payloads.items()}
+        windows = {v: topk_windows(fs, durations.get(v, 0.0), params, frame_floor) for v, fs in by_video.items()}
+        window_floor = frame_floor
+    moments = {
+        v: video_moments(ws, by_video.get(v, []), params, window_floor, frame_floor) for v, ws in windows.items()
+    }
+    frame_payloads = {h.id: h.payload for h in frame_hits}
+    if request.target == "moments":
+        ranked = [m for m in rank_moments(moments) if _above(m.score, request.score_threshold)]
+        page = ranked[request.offset : request.offset + limit]
+        items = [_moment_item(m, frame_payloads.get(m.best_point_id or "", payloads.get(m.video_id, {}))) for m in page]
+        more = len(ranked) > request.offset + limit
+    else:
+        if request.pooling == "mean":
+            scores = _mean_video_scores(store, timer, prepared.vector, seg_hits, request.offset + limit)
+        else:
+            scores = {v: video_topk_score(fs, params.k, frame_floor) for v, fs in by_video.items()}
+        ranked_videos = sorted(
+            ((v, s) for v, s in scores.items() if _above(s, request.score_threshold)), key=lambda vs: (-vs[1], vs[0])
+        )
+        page_v = ranked_videos[request.offset : request.offset + limit]
+        items = [_video_item(v, s, moments.get(v, []), payloads.get(v, {})) for v, s in page_v]
+        more = len(ranked_videos) > request.offset + limit
+    if request.explain:
+        items = _explained(store, timer, prepared, items)
+    return ResultPage(tuple(items), request.offset + limit if more else None, timer.ms)
+
+
+def video_filter_spec(spec: FilterSpec) -> FilterSpec:
+    """Video targets choose frames and segments themselves; a kind filter may only allow them."""
+    if spec.kinds and not {"frame", "segment"} & set(spec.kinds):
+        raise BadFilter(f"The kind filter {list(spec.kinds)} excludes video frames and segments, which moments and videos are made of.")
+    to_store_filter(replace(spec, kinds=()))  # every other condition is checked up front
+    return replace(spec, kinds=())
+
+
+def _filter(spec: FilterSpec, kind: str, exclude: Sequence[str]) -> Filter:
+    flt = to_store_filter(spec, kinds=(kind,))
+    return flt.excluding(Match("media_id", tuple(exclude))) if exclude else flt
+
+
+def _above(score: float, threshold: float | None) -> bool:
+    return threshold is None or score >= threshold
+
+
+def _frame(hit: Hit) -> FrameScore:
+    return FrameScore(str(hit.payload["video_id"]), float(hit.payload.get("t", 0.0)), hit.score, hit.id)
+
+
+def _video_payloads(hits: Sequence[Hit]) -> dict[str, Mapping[str, Any]]:
+    """One payload per video (the best-scoring hit's), for names, URIs and durations."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for hit in hits:
+        video = hit.payload.get("video_id")
+        if video is not None and video not in out:
+            out[str(video)] = hit.payload
+    return out
+
+
+def _segment_windows(hits: Sequence[Hit]) -> dict[str, list[WindowScore]]:
+    windows: dict[str, list[WindowScore]] = defaultdict(list)
+    for hit in hits:
+        p = hit.payload
+        if p.get("video_id") is None or p.get("t_start") is None or p.get("t_end") is None:
+            continue
+        windows[str(p["video_id"])].append(WindowScore(str(p["video_id"]), float(p["t_start"]), float(p["t_end"]), hit.score))
+    return windows
+
+
+def _mean_video_scores(store: Any, timer: _Timer, vector: np.ndarray, seg_hits: Sequence[Hit], wanted: int) -> dict[str, float]:
+    """Whole-video mean pooling for the best candidate videos (by their best segment)."""
+    best: dict[str, float] = {}
+    for hit in seg_hits:
+        video = str(hit.payload.get("video_id"))
+        best[video] = max(best.get(video, -2.0), hit.score)
+    chosen = sorted(best, key=lambda v: -best[v])[: max(MEAN_CANDIDATE_VIDEOS, 2 * wanted)]
+    if not chosen:
+        return {}
+    vectors = timer.run(lambda: _segment_vectors(store, chosen))
+    return {v: mean_pooled_score(vector, np.stack(vs)) for v, vs in vectors.items() if vs}
+
+
+def _segment_vectors(store: Any, videos: Sequence[str]) -> dict[str, list[np.ndarray]]:
+    flt = Filter((Match("kind", ("segment",)), Match("video_id", tuple(videos))))
+    out: dict[str, list[np.ndarray]] = defaultdict(list)
+    cursor: str | None = None
+    while True:
+        page = store.scroll(flt, limit=SCROLL_PAGE, offset=cursor, with_vectors=True)
+        for hit in page.hits:
+            if hit.vector is not None:
+                out[str(hit.payload.get("video_id"))].append(hit.vector)
+        if page.next_offset is None:
+            return out
+        cursor = page.next_offset
+
+
+def _moment_item(moment: Moment, payload: Mapping[str, Any]) -> ResultItem:
+    return ResultItem(
+        point_id=moment.best_point_id,
+        media_id=moment.video_id,
+        kind="moment",
+        score=moment.score,
+        payload=payload,
+        moment=moment,
+    )
+
+
+def _video_item(video: str, score: float, moments: Sequence[Moment], payload: Mapping[str, Any]) -> ResultItem:
+    best = moments[0].best_point_id if moments else None
+    return ResultItem(
+        point_id=best, media_id=video, kind="video", score=score, payload=payload, moments=tuple(moments)
+    )
+
+
+def _explained(store: Any, timer: _Timer, prepared: PreparedQuery, items: list[ResultItem]) -> list[ResultItem]:
+    """Contributions measured on each result's best frame (the frame its thumbnail shows)."""
+    ids = [i.point_id for i in items if i.point_id]
+    found = {h.id: h.vector for h in timer.run(lambda: store.retrieve(ids, with_vectors=True))} if ids else {}
+    return [replace(i, contributions=explain_hit(prepared, found.get(i.point_id or ""))) for i in items]
