@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from search.broker import broker_status, redact_url
 from search.errors import ModelUnavailable
 from search.services import Services
 from search.settings import Settings
@@ -30,7 +31,7 @@ def run_checks(settings: Settings) -> list[Check]:
             _timed("model", lambda: _model_summary(services)),
             _timed("store", lambda: _store_summary(services)),
             _timed("catalog", lambda: _catalog_summary(services)),
-            _timed("broker", lambda: _broker_summary(settings)),
+            _timed("broker", lambda: broker_status(settings)),
             _timed("video", _video_summary),
         ]
     finally:
@@ -51,10 +52,10 @@ def _timed(name: str, probe: Callable[[], str]) -> Check:
 
 
 def _settings_summary(settings: Settings) -> str:
-    mode = "embedded (in-process tasks)" if settings.embedded else f"distributed via {settings.broker_url}"
+    mode = "embedded (in-process tasks)" if settings.embedded else f"distributed via {redact_url(settings.broker_url or '')}"
     return (
         f"data dir {settings.data_dir.resolve()}; model {settings.model}; device {settings.device}; "
-        f"store {settings.resolved_store_url}; catalog {_redact(settings.resolved_catalog_url)}; {mode}"
+        f"store {settings.resolved_store_url}; catalog {redact_url(settings.resolved_catalog_url)}; {mode}"
     )
 
 
@@ -84,27 +85,7 @@ def _catalog_summary(services: Services) -> str:
     return f"reachable; {len(services.catalog.list_jobs(limit=1000))} jobs recorded"
 
 
-def _broker_summary(settings: Settings) -> str:
-    if settings.embedded:
-        return "none configured: tasks run in-process (embedded mode)"
-    import redis
-
-    client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=3)
-    client.ping()
-    return f"{_redact(settings.broker_url or '')} answers PING"
-
-
 def _video_summary() -> str:
     import av
 
     return f"PyAV {av.__version__} (FFmpeg {'.'.join(map(str, av.library_versions['libavcodec']))} libavcodec)"
-
-
-def _redact(url: str) -> str:
-    """Hide passwords in URLs before printing them."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url

@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from mmsearch.cli import main
 
@@ -53,9 +53,12 @@ def test_bad_settings_name_the_environment_variable(bundled, monkeypatch, capsys
 
 def test_embed_prints_unit_vectors_that_match_text_and_image(bundled, capsys):
     image = bundled / "red.png"
-    Image.new("RGB", (96, 96), (220, 30, 30)).save(image)
+    picture = Image.new("RGB", (128, 128), (128, 128, 128))
+    ImageDraw.Draw(picture).ellipse((24, 24, 104, 104), fill=(220, 30, 30))
+    picture.save(image)
     vectors = {}
-    for key, args in {"red": ["--text", "red"], "blue": ["--text", "blue"], "image": ["--image", str(image)]}.items():
+    texts = {"red": ["--text", "a red circle"], "blue": ["--text", "a blue circle"]}
+    for key, args in {**texts, "image": ["--image", str(image)]}.items():
         assert main(["embed", *args, "--json"]) == 0
         doc = json.loads(capsys.readouterr().out)
         assert doc["model"] == "mmsearch-synthetic" and doc["dim"] == len(doc["vector"])

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from search.broker import broker_status
 from search.errors import MMSearchError
 from search.services import Services
 from search.store.base import Filter, Match
@@ -55,11 +56,12 @@ def stats(services: Services) -> Stats:
 
 
 def readiness(services: Services) -> list[Check]:
-    """Probe the model, the store and the catalog; never raises."""
+    """Probe the model, the store, the catalog and the broker; never raises."""
     return [
         _probe("model", lambda: f"{services.embedder.model_name} ({services.embedder.dim} dims)"),
         _probe("store", lambda: f"{services.store.backend}: {services.store.collection}, {services.store.count()} points"),
         _probe("catalog", lambda: _ping(services)),
+        _probe("broker", lambda: broker_status(services.settings)),
     ]
 
 
