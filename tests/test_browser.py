@@ -60,6 +60,9 @@ def test_a_query_in_the_browser_renders_result_thumbnails(page, ui_url: str, tmp
     box.fill("a red shape")
     box.press("Enter")
     page.wait_for_function(ALL_RENDERED, arg=[RESULT_IMAGES, 4], timeout=60_000)
+    # Streamlit may add the rest of the grid after the first images load: wait for those too.
+    page.wait_for_timeout(1_000)
+    page.wait_for_function(ALL_RENDERED, arg=[RESULT_IMAGES, 4], timeout=60_000)
     widths = page.eval_on_selector_all(RESULT_IMAGES, "images => images.map((i) => i.naturalWidth)")
     shot = tmp_path / "search-results.png"
     page.screenshot(path=str(shot), full_page=True)
