@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from fractions import Fraction
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from search.embedder import Embedder
 from search.ids import media_id, point_id
 from search.services import Services
 from search.settings import BUNDLED_MODEL, Settings, load_settings
+from search.synthetic.video import write_video
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = BUNDLED_MODEL
@@ -65,18 +65,7 @@ def make_video(path: Path, colours: Sequence[str], seconds_each: float = 2.0, fp
         pixels[:] = COLOURS[colour]
         frames += [pixels] * int(round(seconds_each * fps))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        stream.options = {"preset": "ultrafast", "threads": "1"}
-        for index, pixels in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_video(path, frames, fps, width, height)
     return path
 
 

@@ -26,6 +26,8 @@ from typing import IO
 
 import httpx
 
+from mmsearch.serve import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "mmsearch-synthetic"
 SEED = 20261123
@@ -178,13 +180,7 @@ def wait_ready(process: subprocess.Popen, url: str, timeout: float, log_path: Pa
 
 def stop(process: subprocess.Popen, grace: float = 15.0) -> int | None:
     """Terminate politely, then kill; returns the exit status."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process, grace)
     return process.returncode
 
 
