@@ -78,6 +78,10 @@ class SearchSettings(BaseModel):
     dedup_threshold: float = Field(0.94, gt=0, le=1)
     topk_frames: int = Field(3, ge=1, description="k of top-k pooling over frame scores")
     moment_candidates: int = Field(800, ge=10, description="frames scored per moment query")
+    moment_high_fraction: float = Field(
+        0.6, gt=0, lt=1,
+        description="a frame belongs to a moment above background + this share of (best - background)",
+    )
 
 
 class ApiSettings(BaseModel):

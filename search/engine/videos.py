@@ -64,6 +64,7 @@ def moment_params(services: Services, request: SearchRequest) -> MomentParams:
         segment_stride=ingest.segment_stride,
         frame_step=1.0 / ingest.frame_rate,
         k=request.k or search.topk_frames,
+        high_fraction=search.moment_high_fraction,
         per_video=request.per_video,
     )
 
