@@ -47,8 +47,8 @@ from search.embedder import Embedder  # noqa: E402
 from search.media import SamplingPlan, decode_image, probe_video, sample_frames  # noqa: E402
 from search.services import IngestRequest, Services  # noqa: E402
 from search.settings import BUNDLED_MODEL, load_settings  # noqa: E402
-from search.synthetic.images import generate_images  # noqa: E402
-from search.synthetic.video import write_video  # noqa: E402
+from synthetic.images import generate_images  # noqa: E402
+from synthetic.video import write_video  # noqa: E402
 
 DEFAULT_MODELS = (BUNDLED_MODEL, "ViT-B-32:random")
 TARGET_RATIO = 0.85

@@ -8,7 +8,7 @@ the world's ground truth:
 
 - ``t2i_p10_seen`` / ``t2i_p10_heldout``: text->image precision@10 of "a {colour} {shape}" over
   the photo gallery (relevant: the photo contains that colour-shape pair), for the pairs seen in
-  training and for the held-out pairs (``search.synthetic.vocab.HELD_OUT``) apart;
+  training and for the held-out pairs (``synthetic.vocab.HELD_OUT``) apart;
 - ``zs_colour_acc`` / ``zs_shape_acc``: zero-shot classification of the indexed single-object
   photos' stored vectors against the 80 pair prompts (argmax; colour or shape of the winner);
 - ``i2i_p10``: "more like this" (``search.engine.similar``) precision@10, same colour and shape;
@@ -57,10 +57,10 @@ from search.query import IdTerm, TextTerm  # noqa: E402
 from search.services import IngestRequest, Services  # noqa: E402
 from search.settings import BUNDLED_MODEL, Settings, load_settings  # noqa: E402
 from search.store.base import Filter, Match  # noqa: E402
-from search.synthetic.corpus import TRUTH_FILE, generate_corpus, load_truth  # noqa: E402
-from search.synthetic.evaluate import pair_prompt  # noqa: E402  (the training evaluation's wording)
-from search.synthetic.truth import CorpusTruth, VideoTruth  # noqa: E402
-from search.synthetic.vocab import ALL_PAIRS, COLOUR_NAMES, HELD_OUT  # noqa: E402
+from synthetic.corpus import TRUTH_FILE, generate_corpus, load_truth  # noqa: E402
+from synthetic.evaluate import pair_prompt  # noqa: E402  (the training evaluation's wording)
+from synthetic.truth import CorpusTruth, VideoTruth  # noqa: E402
+from synthetic.vocab import ALL_PAIRS, COLOUR_NAMES, HELD_OUT  # noqa: E402
 
 # Seeds used elsewhere: training pool 0 (train.py --seed), training eval set 20261123
 # (evaluate.EVAL_SEED), demo corpus 20261122 (mmsearch.demo). This one is used by nothing else.

@@ -213,11 +213,11 @@ def _run_embed(args: argparse.Namespace, settings: Settings) -> int:
 
 def _train(commands: argparse._SubParsersAction) -> None:
     sub = _command(commands, "train-demo-model", _run_train, "train the bundled demo model on the procedural world")
-    sub.add_argument("train_args", nargs=argparse.REMAINDER, help="arguments for search.synthetic.train (see --help)")
+    sub.add_argument("train_args", nargs=argparse.REMAINDER, help="arguments for synthetic.train (see --help)")
 
 
 def _run_train(args: argparse.Namespace, settings: Settings) -> int:
-    from search.synthetic.train import main as train_main
+    from synthetic.train import main as train_main
 
     return int(train_main(args.train_args) or 0)
 

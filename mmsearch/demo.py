@@ -61,7 +61,7 @@ def demo_settings(settings: Settings) -> Settings:
 
 def prepare_corpus(folder: Path, n_images: int, n_videos: int, n_products: int) -> Path:
     """Render the corpus once; a finished render (its truth file) of the same size is reused."""
-    from search.synthetic import generate_corpus
+    from synthetic import generate_corpus
 
     if corpus_size(folder) == (n_images, n_videos, n_products):
         say(f"demo corpus already in {folder}")

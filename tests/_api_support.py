@@ -84,7 +84,7 @@ def scratch() -> Path:
 def corpus() -> Corpus:
     """The procedural world (images, videos, products), generated once."""
     global _corpus
-    from search.synthetic import generate_corpus
+    from synthetic import generate_corpus
 
     root = scratch()
     with _lock:

@@ -28,7 +28,7 @@ from search.embedder import Embedder
 from search.ids import media_id, point_id
 from search.services import Services
 from search.settings import BUNDLED_MODEL, Settings, load_settings
-from search.synthetic.video import write_video
+from synthetic.video import write_video
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = BUNDLED_MODEL

@@ -18,11 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-from search.synthetic.model import CONFIG_FILE, WEIGHTS_FILE, load_model_dir
-from search.synthetic.render import render_scene
-from search.synthetic.scene import sample_scene
-from search.synthetic.evaluate import pair_prompt
-from search.synthetic.vocab import ALL_PAIRS, COLOUR_NAMES, HELD_OUT_PAIRS, SHAPE_NAMES
+from synthetic.model import CONFIG_FILE, WEIGHTS_FILE, load_model_dir
+from synthetic.render import render_scene
+from synthetic.scene import sample_scene
+from synthetic.evaluate import pair_prompt
+from synthetic.vocab import ALL_PAIRS, COLOUR_NAMES, HELD_OUT_PAIRS, SHAPE_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "search" / "models" / "mmsearch-synthetic"

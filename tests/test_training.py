@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from search.synthetic.model import CONFIG_FILE, PROMPTS_FILE, WEIGHTS_FILE, load_model_dir
-from search.synthetic.train import lr_at, parse_args, train
+from synthetic.model import CONFIG_FILE, PROMPTS_FILE, WEIGHTS_FILE, load_model_dir
+from synthetic.train import lr_at, parse_args, train
 
 
 @pytest.fixture(autouse=True)

@@ -134,14 +134,3 @@ def test_times_read_like_a_video_player() -> None:
     assert [fmt.timestamp(s) for s in (0, 7.4, 65, 3723)] == ["0:00", "0:07", "1:05", "1:02:03"]
     assert fmt.time_range(23.0, 27.0) == "0:23–0:27"
     assert fmt.timestamp(float("nan")) == "–"
-
-
-def test_the_ui_imports_nothing_from_the_core_it_talks_http_only() -> None:
-    import ast
-    from pathlib import Path
-
-    forbidden = {"search", "ingest", "mmsearch"}
-    for source in (Path(__file__).resolve().parent.parent / "ui").glob("*.py"):
-        for node in ast.walk(ast.parse(source.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            assert not {n.split(".")[0] for n in names} & forbidden, f"{source.name} imports {names}"

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.synthetic import generate_corpus, generate_images, generate_products, generate_videos, load_truth
-from search.synthetic.captions import canonical_caption, sample_caption
-from search.synthetic.pool import TrainingPool
-from search.synthetic.render import render_scene
-from search.synthetic.scene import Background, ObjectSpec, Scene, sample_scene, sample_training_scene
-from search.synthetic.vocab import COLOURS, HELD_OUT, SEEN_PAIRS, SHAPES, colour, shape
+from synthetic import generate_corpus, generate_images, generate_products, generate_videos, load_truth
+from synthetic.captions import canonical_caption, sample_caption
+from synthetic.pool import TrainingPool
+from synthetic.render import render_scene
+from synthetic.scene import Background, ObjectSpec, Scene, sample_scene, sample_training_scene
+from synthetic.vocab import COLOURS, HELD_OUT, SEEN_PAIRS, SHAPES, colour, shape
 
 
 def _bytes(truths):

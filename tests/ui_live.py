@@ -90,7 +90,7 @@ def shared_api() -> LiveApi:
 def _start_shared() -> LiveApi:
     base = Path(tempfile.mkdtemp(prefix="mmsearch-ui-"))
     atexit.register(shutil.rmtree, base, ignore_errors=True)
-    from search.synthetic import generate_corpus  # the test process may use the core; the UI may not
+    from synthetic import generate_corpus  # the test process may use the core; the UI may not
 
     generate_corpus(base / "corpus", seed=SEED, n_images=N_IMAGES, n_videos=N_VIDEOS, n_products=N_PRODUCTS)
     data = LiveData(base / "corpus", json.loads((base / "corpus" / "truth.json").read_text()))

@@ -18,7 +18,7 @@ from open_clip import CLIP, create_model_and_transforms, get_tokenizer
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from safetensors.torch import save_file
 
-from search.synthetic.captions import QUERY_TEMPLATES
+from synthetic.captions import QUERY_TEMPLATES
 
 IMAGE_SIZE = 64
 CONFIG_FILE = "open_clip_config.json"

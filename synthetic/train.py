@@ -2,7 +2,7 @@
 
 Usage (CPU, the way the committed model was trained)::
 
-    python -m search.synthetic.train --out /tmp/run --minutes 80 --seed 0 --threads 2
+    python -m synthetic.train --out /tmp/run --minutes 80 --seed 0 --threads 2
 
 On a machine with a GPU, ``--device cuda`` (or the default ``--device auto``) trains there with
 bf16 autocast; a larger ``--batch-size`` (512) and ``--pool-size`` are then sensible.
@@ -30,8 +30,8 @@ import torch
 from open_clip import ClipLoss
 from open_clip.tokenizer import SimpleTokenizer
 
-from search.synthetic.evaluate import EvalSet, evaluate, render_eval_set
-from search.synthetic.model import (
+from synthetic.evaluate import EvalSet, evaluate, render_eval_set
+from synthetic.model import (
     WEIGHTS_FILE,
     build_model,
     count_parameters,
@@ -39,7 +39,7 @@ from search.synthetic.model import (
     default_preprocess_cfg,
     save_model_dir,
 )
-from search.synthetic.pool import TrainingPool
+from synthetic.pool import TrainingPool
 
 log = logging.getLogger("mmsearch.train")
 
@@ -73,7 +73,7 @@ class TrainResult:
 
 
 def parse_args(argv: Sequence[str] | None) -> TrainConfig:
-    p = argparse.ArgumentParser(prog="python -m search.synthetic.train", description=__doc__.split("\n")[1])
+    p = argparse.ArgumentParser(prog="python -m synthetic.train", description=__doc__.split("\n")[1])
     p.add_argument("--out", type=Path, required=True, help="run folder (logs, best/ and last/ models)")
     p.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget")
     p.add_argument("--steps", type=int, default=None, help="fixed number of steps (overrides the estimate)")

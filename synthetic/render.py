@@ -12,8 +12,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from search.synthetic.scene import Background, ObjectSpec, Scene
-from search.synthetic.vocab import colour as colour_of
+from synthetic.scene import Background, ObjectSpec, Scene
+from synthetic.vocab import colour as colour_of
 
 
 def _unit_polygon(shape: str) -> list[tuple[float, float]]:

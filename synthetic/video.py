@@ -16,11 +16,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from search.synthetic.images import item_rng
-from search.synthetic.render import render_background, render_scene
-from search.synthetic.scene import Background, ObjectSpec, Scene, sample_background, sample_object
-from search.synthetic.truth import VideoMoment, VideoTruth
-from search.synthetic.vocab import ALL_PAIRS, POSITIONS
+from synthetic.images import item_rng
+from synthetic.render import render_background, render_scene
+from synthetic.scene import Background, ObjectSpec, Scene, sample_background, sample_object
+from synthetic.truth import VideoMoment, VideoTruth
+from synthetic.vocab import ALL_PAIRS, POSITIONS
 
 _STREAM_VIDEOS = 2
 DRIFT = 0.05  # how far (fraction of the frame) an object moves while on screen

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search.synthetic.scene import Scene
-from search.synthetic.vocab import HELD_OUT
+from synthetic.scene import Scene
+from synthetic.vocab import HELD_OUT
 
 TRUTH_VERSION = 1
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from search.synthetic.render import render_scene
-from search.synthetic.scene import sample_scene
-from search.synthetic.vocab import ALL_PAIRS, HELD_OUT
+from synthetic.render import render_scene
+from synthetic.scene import sample_scene
+from synthetic.vocab import ALL_PAIRS, HELD_OUT
 
 EVAL_SEED = 20261123
 
@@ -73,7 +73,7 @@ def encode_texts(model: Any, tokenizer: Callable, texts: list[str], device: str 
 
 
 def pair_prompt(pair: tuple[str, str]) -> str:
-    from search.synthetic.captions import with_article
+    from synthetic.captions import with_article
 
     return with_article(f"{pair[0]} {pair[1]}")
 

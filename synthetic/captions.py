@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from search.embedder.prompts import DEFAULT_TEMPLATES
-from search.synthetic.scene import ObjectSpec, Scene
-from search.synthetic.vocab import colour as colour_of
-from search.synthetic.vocab import shape as shape_of
+from synthetic.scene import ObjectSpec, Scene
+from synthetic.vocab import colour as colour_of
+from synthetic.vocab import shape as shape_of
 
 # The phrasings a query is wrapped in at search time; the bundled model is trained on them too
 # and ships them in mmsearch_prompts.json so the embedder's prompt ensembling matches training.

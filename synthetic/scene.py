@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from search.synthetic.vocab import ALL_PAIRS, POSITIONS, SEEN_PAIRS, SIZES
+from synthetic.vocab import ALL_PAIRS, POSITIONS, SEEN_PAIRS, SIZES
 
 BACKGROUND_KINDS: tuple[str, ...] = ("plain", "stripes", "noise", "gradient")
 

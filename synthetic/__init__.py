@@ -3,15 +3,15 @@
 Pretrained CLIP weights cannot be downloaded everywhere mmsearch runs (tests, CI, air-gapped
 demos), so mmsearch ships a small open_clip model trained on a seeded world of coloured shapes.
 This package renders that world (images, videos, a product catalogue, with exact ground truth)
-and trains the model (``python -m search.synthetic.train``). Demo, tests and the quality
+and trains the model (``python -m synthetic.train``). Demo, tests and the quality
 benchmark use both; real deployments should use a real pretrained CLIP.
 """
 
-from search.synthetic.corpus import generate_corpus, load_truth, write_truth
-from search.synthetic.images import generate_images
-from search.synthetic.products import generate_products
-from search.synthetic.scene import Background, ObjectSpec, Scene, sample_scene, sample_training_scene
-from search.synthetic.truth import (
+from synthetic.corpus import generate_corpus, load_truth, write_truth
+from synthetic.images import generate_images
+from synthetic.products import generate_products
+from synthetic.scene import Background, ObjectSpec, Scene, sample_scene, sample_training_scene
+from synthetic.truth import (
     CorpusTruth,
     ImageTruth,
     NearDuplicate,
@@ -20,7 +20,7 @@ from search.synthetic.truth import (
     VideoMoment,
     VideoTruth,
 )
-from search.synthetic.video import generate_videos
+from synthetic.video import generate_videos
 
 __all__ = [
     "Background", "CorpusTruth", "ImageTruth", "NearDuplicate", "ObjectSpec", "Product", "ProductTruth", "Scene",

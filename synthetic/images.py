@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from search.synthetic.captions import canonical_caption
-from search.synthetic.render import render_scene
-from search.synthetic.scene import sample_scene
-from search.synthetic.truth import ImageTruth
+from synthetic.captions import canonical_caption
+from synthetic.render import render_scene
+from synthetic.scene import sample_scene
+from synthetic.truth import ImageTruth
 
 IMAGE_FORMATS: tuple[tuple[str, str, float], ...] = (("jpeg", "jpg", 0.7), ("png", "png", 0.15), ("webp", "webp", 0.15))
 _STREAM_IMAGES = 1  # per-artefact stream ids keep images, videos and products independent of each other

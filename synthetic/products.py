@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from search.synthetic.images import item_rng, save_image
-from search.synthetic.render import render_scene
-from search.synthetic.scene import ObjectSpec, Scene, sample_background
-from search.synthetic.truth import NearDuplicate, Product, ProductTruth
-from search.synthetic.vocab import ALL_PAIRS, COLOUR_NAMES
+from synthetic.images import item_rng, save_image
+from synthetic.render import render_scene
+from synthetic.scene import ObjectSpec, Scene, sample_background
+from synthetic.truth import NearDuplicate, Product, ProductTruth
+from synthetic.vocab import ALL_PAIRS, COLOUR_NAMES
 
 _STREAM_PRODUCTS = 3
 CATEGORY_BY_SHAPE: dict[str, str] = {

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from search.synthetic.captions import sample_caption
-from search.synthetic.render import render_scene
-from search.synthetic.scene import Scene, sample_training_scene
+from synthetic.captions import sample_caption
+from synthetic.render import render_scene
+from synthetic.scene import Scene, sample_training_scene
 
 
 def render_training_image(rng: np.random.Generator, scene: Scene, size: int, jpeg_p: float) -> np.ndarray:

@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from search.synthetic.images import generate_images
-from search.synthetic.products import generate_products
-from search.synthetic.truth import TRUTH_VERSION, CorpusTruth, ImageTruth, ProductTruth, VideoTruth
-from search.synthetic.video import generate_videos
-from search.synthetic.vocab import COLOUR_NAMES, HELD_OUT, POSITIONS, SHAPE_NAMES, SIZES
+from synthetic.images import generate_images
+from synthetic.products import generate_products
+from synthetic.truth import TRUTH_VERSION, CorpusTruth, ImageTruth, ProductTruth, VideoTruth
+from synthetic.video import generate_videos
+from synthetic.vocab import COLOUR_NAMES, HELD_OUT, POSITIONS, SHAPE_NAMES, SIZES
 
 TRUTH_FILE = "truth.json"
 
