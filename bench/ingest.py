@@ -42,13 +42,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.jobs import run_ingest  # noqa: E402
-from search.embedder import Embedder  # noqa: E402
-from search.media import SamplingPlan, decode_image, probe_video, sample_frames  # noqa: E402
-from search.services import IngestRequest, Services  # noqa: E402
-from search.settings import BUNDLED_MODEL, load_settings  # noqa: E402
-from synthetic.images import generate_images  # noqa: E402
-from synthetic.video import write_video  # noqa: E402
+from ingest.jobs import run_ingest
+from search.embedder import Embedder
+from search.media import SamplingPlan, decode_image, probe_video, sample_frames
+from search.services import IngestRequest, Services
+from search.settings import BUNDLED_MODEL, load_settings
+from synthetic.images import generate_images
+from synthetic.video import write_video
 
 DEFAULT_MODELS = (BUNDLED_MODEL, "ViT-B-32:random")
 TARGET_RATIO = 0.85
@@ -88,12 +88,20 @@ def main(argv: list[str] | None = None) -> int:
         video = bench_video(root / "clip.mp4", args.video_seconds, min_side=args.video_min_side)
     for row in results:
         flag = "ok" if row.ratio >= TARGET_RATIO else f"below the {TARGET_RATIO:.0%} target"
-        print(f"{row.model:<22} {row.device}/{row.threads} threads, batch {row.batch_size}, {row.decode_workers} decoders: "
-              f"model only {row.model_only_per_s:7.1f} img/s | end to end {row.end_to_end_per_s:7.1f} img/s | "
-              f"ratio {row.ratio:.2f} ({flag})")  # fmt: skip
-    print(f"video sampling {video.resolution} {video.fps:g} fps, {video.duration_s:g} s at 1 frame/s: "
-          f"{video.frames_per_s:.1f} frames/s kept, {video.x_realtime:.1f}x realtime")  # fmt: skip
-    print(json.dumps({"bench": "ingest", "models": [asdict(r) for r in results], "video": asdict(video), "cpu_count": os.cpu_count()}))
+        print(
+            f"{row.model:<22} {row.device}/{row.threads} threads, batch {row.batch_size}, {row.decode_workers} decoders: "
+            f"model only {row.model_only_per_s:7.1f} img/s | end to end {row.end_to_end_per_s:7.1f} img/s | "
+            f"ratio {row.ratio:.2f} ({flag})"
+        )
+    print(
+        f"video sampling {video.resolution} {video.fps:g} fps, {video.duration_s:g} s at 1 frame/s: "
+        f"{video.frames_per_s:.1f} frames/s kept, {video.x_realtime:.1f}x realtime"
+    )
+    print(
+        json.dumps(
+            {"bench": "ingest", "models": [asdict(r) for r in results], "video": asdict(video), "cpu_count": os.cpu_count()}
+        )
+    )
     return 0
 
 
@@ -136,9 +144,18 @@ def bench_model(model: str, folder: Path, data_dir: Path, count: int) -> ModelFi
     finally:
         services.close()
     e2e = count / elapsed
-    return ModelFigures(model, str(embedder.device), settings.torch_threads(), embedder.batch_size,
-                        settings.ingest.decode_workers, count, round(model_rate, 2), round(e2e, 2),
-                        round(e2e / model_rate, 3), points)  # fmt: skip
+    return ModelFigures(
+        model,
+        str(embedder.device),
+        settings.torch_threads(),
+        embedder.batch_size,
+        settings.ingest.decode_workers,
+        count,
+        round(model_rate, 2),
+        round(e2e, 2),
+        round(e2e / model_rate, 3),
+        points,
+    )
 
 
 def model_only_rate(embedder: Embedder, folder: Path, count: int) -> float:
@@ -161,8 +178,15 @@ def bench_video(path: Path, seconds: float, min_side: int) -> VideoFigures:
     started = time.perf_counter()
     kept = sum(1 for _ in sample_frames(path, SamplingPlan(rate=1.0, min_side=min_side), info))
     elapsed = time.perf_counter() - started
-    return VideoFigures(round(info.duration, 2), f"{info.width}x{info.height}", round(info.fps, 2), kept,
-                        round(elapsed, 3), round(kept / elapsed, 2), round(info.duration / elapsed, 2))  # fmt: skip
+    return VideoFigures(
+        round(info.duration, 2),
+        f"{info.width}x{info.height}",
+        round(info.fps, 2),
+        kept,
+        round(elapsed, 3),
+        round(kept / elapsed, 2),
+        round(info.duration / elapsed, 2),
+    )
 
 
 def make_clip(path: Path, seconds: float, fps: int, width: int, height: int) -> None:

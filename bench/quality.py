@@ -50,17 +50,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.jobs import run_ingest  # noqa: E402
-from search.engine import FilterSpec, SearchRequest, SearchResults, search, similar  # noqa: E402
-from search.errors import MMSearchError  # noqa: E402
-from search.query import IdTerm, TextTerm  # noqa: E402
-from search.services import IngestRequest, Services  # noqa: E402
-from search.settings import BUNDLED_MODEL, Settings, load_settings  # noqa: E402
-from search.store.base import Filter, Match  # noqa: E402
-from synthetic.corpus import TRUTH_FILE, generate_corpus, load_truth  # noqa: E402
-from synthetic.evaluate import pair_prompt  # noqa: E402  (the training evaluation's wording)
-from synthetic.truth import CorpusTruth, VideoTruth  # noqa: E402
-from synthetic.vocab import ALL_PAIRS, COLOUR_NAMES, HELD_OUT  # noqa: E402
+from ingest.jobs import run_ingest
+from search.engine import FilterSpec, SearchRequest, SearchResults, search, similar
+from search.errors import MMSearchError
+from search.query import IdTerm, TextTerm
+from search.services import IngestRequest, Services
+from search.settings import BUNDLED_MODEL, Settings, load_settings
+from search.store.base import Filter, Match
+from synthetic.corpus import TRUTH_FILE, generate_corpus, load_truth
+from synthetic.evaluate import pair_prompt
+from synthetic.truth import CorpusTruth, VideoTruth
+from synthetic.vocab import ALL_PAIRS, COLOUR_NAMES, HELD_OUT
 
 # Seeds used elsewhere: training pool 0 (train.py --seed), training eval set 20261123
 # (evaluate.EVAL_SEED), demo corpus 20261122 (mmsearch.demo). This one is used by nothing else.
@@ -119,8 +119,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--quick", action="store_true", help="a small world, to check that everything runs")
     p.add_argument("--seed", type=int, default=QUALITY_SEED, help="world seed (keep it out of training)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: MMSEARCH_EMBEDDER__THREADS)")
-    p.add_argument("--queries", type=int, default=None,
-                   help="query photos for i2i and arithmetic (default: every single-object photo; --quick 60)")
+    p.add_argument(
+        "--queries",
+        type=int,
+        default=None,
+        help="query photos for i2i and arithmetic (default: every single-object photo; --quick 60)",
+    )
     a = p.parse_args(argv)
     images = a.images if a.images is not None else (400 if a.quick else FULL_GALLERY)
     videos = a.videos if a.videos is not None else (6 if a.quick else 20)
@@ -132,8 +136,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 
 def bench_settings(config: Config, data_dir: Path) -> Settings:
     """Embedded mode (Qdrant Edge + SQLite) in ``data_dir``, whatever the environment says."""
-    overrides: dict = {"data_dir": data_dir, "model": config.model, "store_url": None, "catalog_url": None,
-                       "broker_url": None}
+    overrides: dict = {"data_dir": data_dir, "model": config.model, "store_url": None, "catalog_url": None, "broker_url": None}
     if config.threads:
         overrides["embedder"] = {"threads": config.threads}
     return load_settings(**overrides)
@@ -218,8 +221,7 @@ def text_to_image(services: Services, gallery: Gallery) -> dict[str, float]:
             continue
         results = search(services, SearchRequest(terms=(TextTerm(pair_prompt(pair)),), filters=IMAGE_ONLY, limit=K))
         scores[pair in HELD_OUT].append(precision(results, gallery, pair, relevant))
-    return {"t2i_p10_seen": _mean(scores[False]), "t2i_p10_heldout": _mean(scores[True]),
-            "t2i_pairs_heldout": len(scores[True])}
+    return {"t2i_p10_seen": _mean(scores[False]), "t2i_p10_heldout": _mean(scores[True]), "t2i_pairs_heldout": len(scores[True])}
 
 
 def zero_shot(services: Services, gallery: Gallery) -> dict[str, float]:
@@ -237,7 +239,7 @@ def zero_shot(services: Services, gallery: Gallery) -> dict[str, float]:
 
 
 def image_to_image(services: Services, gallery: Gallery, queries: list[Photo]) -> dict[str, float]:
-    """"More like this" on single-object photos; the query photo itself never comes back."""
+    """ "More like this" on single-object photos; the query photo itself never comes back."""
     scores = []
     for photo in queries:
         (pair,) = photo.pairs
@@ -348,24 +350,44 @@ def run(config: Config, root: Path) -> dict:
         services.close()
     return {
         **figures,
-        "model": model, "seed": config.seed, "quick": config.quick, "gallery_images": len(gallery.photos),
-        "videos": len(truth.videos), "video_seconds": round(sum(v.duration for v in truth.videos), 1), "moments": sum(len(v.moments) for v in truth.videos),
-        "held_out_photos": sum(1 for p in gallery.photos if p.pairs & HELD_OUT), "ingest": job,
+        "model": model,
+        "seed": config.seed,
+        "quick": config.quick,
+        "gallery_images": len(gallery.photos),
+        "videos": len(truth.videos),
+        "video_seconds": round(sum(v.duration for v in truth.videos), 1),
+        "moments": sum(len(v.moments) for v in truth.videos),
+        "held_out_photos": sum(1 for p in gallery.photos if p.pairs & HELD_OUT),
+        "ingest": job,
         "timing_s": clock.seconds,
-    }  # fmt: skip
+    }
 
 
 def print_table(result: dict) -> None:
-    names = ("t2i_p10_seen", "t2i_p10_heldout", "zs_colour_acc", "zs_shape_acc", "zs_pair_acc", "i2i_p10",
-             "arith_p10", "moment_r1_iou50", "video_r1_mean", "video_r1_topk")
-    print(f"model {result['model']}: {result['gallery_images']} photos, {result['videos']} videos "
-          f"({result['moments']} moments), ingest {result['ingest']}")
+    names = (
+        "t2i_p10_seen",
+        "t2i_p10_heldout",
+        "zs_colour_acc",
+        "zs_shape_acc",
+        "zs_pair_acc",
+        "i2i_p10",
+        "arith_p10",
+        "moment_r1_iou50",
+        "video_r1_mean",
+        "video_r1_topk",
+    )
+    print(
+        f"model {result['model']}: {result['gallery_images']} photos, {result['videos']} videos "
+        f"({result['moments']} moments), ingest {result['ingest']}"
+    )
     for name in names:
         print(f"  {name:<18} {result[name]:.4f}")
     print("  timing (s): " + ", ".join(f"{k[:-2]} {v}" for k, v in result["timing_s"].items()))
     if result["gallery_images"] < FULL_GALLERY:
-        print(f"  note: a gallery under {FULL_GALLERY} photos has under ten photos of some pairs, so P@10 also "
-              "asks for recall there; compare with the targets only on a full run")
+        print(
+            f"  note: a gallery under {FULL_GALLERY} photos has under ten photos of some pairs, so P@10 also "
+            "asks for recall there; compare with the targets only on a full run"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

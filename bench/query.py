@@ -34,13 +34,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from search.embedder import Embedder, load_embedder  # noqa: E402
-from search.engine import FilterSpec, SearchRequest, search  # noqa: E402
-from search.ids import media_id, point_id  # noqa: E402
-from search.query import IdTerm, TextTerm  # noqa: E402
-from search.services import Services  # noqa: E402
-from search.settings import Settings, load_settings  # noqa: E402
-from search.store import Point, VectorStore, open_store  # noqa: E402
+from search.embedder import Embedder, load_embedder
+from search.engine import FilterSpec, SearchRequest, search
+from search.ids import media_id, point_id
+from search.query import IdTerm, TextTerm
+from search.services import Services
+from search.settings import Settings, load_settings
+from search.store import Point, VectorStore, open_store
 
 FOLDERS = [f"/data/photos/{year}" for year in range(2012, 2024)]
 T0 = 1_325_376_000.0  # 2012-01-01
@@ -85,16 +85,30 @@ def payload(i: int, model: str) -> dict:
     uri = f"file://{folder}/IMG_{i:06d}.jpg"
     mid = media_id(uri)
     p = {
-        "kind": kind, "media_id": mid, "source": f"src{i % 3}", "uri": uri, "path": uri[7:],
-        "dirs": ["/data", "/data/photos", folder], "name": f"IMG_{i:06d}.jpg",
-        "taken_at": T0 + (i * 7919 % 12_000) / 12_000 * 12 * YEAR, "size_bytes": 200_000 + i % 5_000_000,
-        "width": 4032, "height": 3024, "thumb": f"{mid}.webp", "model": model,
-    }  # fmt: skip
+        "kind": kind,
+        "media_id": mid,
+        "source": f"src{i % 3}",
+        "uri": uri,
+        "path": uri[7:],
+        "dirs": ["/data", "/data/photos", folder],
+        "name": f"IMG_{i:06d}.jpg",
+        "taken_at": T0 + (i * 7919 % 12_000) / 12_000 * 12 * YEAR,
+        "size_bytes": 200_000 + i % 5_000_000,
+        "width": 4032,
+        "height": 3024,
+        "thumb": f"{mid}.webp",
+        "model": model,
+    }
     if kind == "frame":
         p.update(video_id=mid, t=float(i % 60), duration=60.0)
     if kind == "product":
-        p.update(product_id=f"P{i}", title=f"Product {i}", category=["shoes", "bags", "hats"][i % 3],
-                 brand=["acme", "zeta"][i % 2], price=float(i % 300))  # fmt: skip
+        p.update(
+            product_id=f"P{i}",
+            title=f"Product {i}",
+            category=["shoes", "bags", "hats"][i % 3],
+            brand=["acme", "zeta"][i % 2],
+            price=float(i % 300),
+        )
     return p
 
 
@@ -143,9 +157,18 @@ def row(backend: str, points: int, via: str, query: str, filtered: bool, samples
     lat, enc, wall = samples
     overhead = [a - b for a, b in zip(lat, enc)]
     return Row(
-        backend, points, via, query, filtered, len(lat), round(pct(lat, 0.5), 3), round(pct(lat, 0.99), 3),
-        round(len(lat) / wall, 1), round(statistics.median(enc), 3), round(pct(overhead, 0.5), 3),
-    )  # fmt: skip
+        backend,
+        points,
+        via,
+        query,
+        filtered,
+        len(lat),
+        round(pct(lat, 0.5), 3),
+        round(pct(lat, 0.99), 3),
+        round(len(lat) / wall, 1),
+        round(statistics.median(enc), 3),
+        round(pct(overhead, 0.5), 3),
+    )
 
 
 def engine_request(kind: str, i: int, ids: list[str], filtered: bool) -> SearchRequest:
@@ -184,7 +207,9 @@ def live_api(settings: Settings, services: Services) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings, services=services), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        create_app(settings, services=services), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -245,7 +270,11 @@ def encoder_row(embedder: Embedder, n: int) -> dict:
     t0 = time.perf_counter()
     embedder.encode_texts(["a photo number 0 of something"])
     cached = (time.perf_counter() - t0) * 1000
-    return {"fresh_p50_ms": round(pct(latencies, 0.5), 3), "fresh_p99_ms": round(pct(latencies, 0.99), 3), "cached_ms": round(cached, 4)}
+    return {
+        "fresh_p50_ms": round(pct(latencies, 0.5), 3),
+        "fresh_p99_ms": round(pct(latencies, 0.99), 3),
+        "cached_ms": round(cached, 4),
+    }
 
 
 def print_table(rows: list[Row]) -> None:
@@ -281,11 +310,24 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_backend(backend, size, settings, embedder, n, args.warmup if backend == "edge" else 1)
     encoder = encoder_row(embedder, 20)
     print_table(rows)
-    print(f"text encoder ({embedder.model_name}): fresh p50 {encoder['fresh_p50_ms']} ms, p99 {encoder['fresh_p99_ms']} ms; cached {encoder['cached_ms']} ms")
+    print(
+        f"text encoder ({embedder.model_name}): fresh p50 {encoder['fresh_p50_ms']} ms, p99 {encoder['fresh_p99_ms']} ms; cached {encoder['cached_ms']} ms"
+    )
     edge_api = [r for r in rows if r.backend == "edge" and r.via == "api" and r.points == max(r.points for r in rows)]
     worst = max((r.overhead_p50_ms for r in edge_api), default=float("nan"))
-    print(f"API overhead p50 on Edge at {edge_api[0].points if edge_api else '-'} points, worst row: {worst:.2f} ms (target <= 10 ms)")
-    print(json.dumps({"model": embedder.model_name, "encoder": encoder, "edge_api_overhead_p50_worst_ms": worst, "rows": [asdict(r) for r in rows]}))
+    print(
+        f"API overhead p50 on Edge at {edge_api[0].points if edge_api else '-'} points, worst row: {worst:.2f} ms (target <= 10 ms)"
+    )
+    print(
+        json.dumps(
+            {
+                "model": embedder.model_name,
+                "encoder": encoder,
+                "edge_api_overhead_p50_worst_ms": worst,
+                "rows": [asdict(r) for r in rows],
+            }
+        )
+    )
     return 0
 
 

@@ -177,7 +177,9 @@ def _list_jobs(catalog: Catalog, limit: int, as_json: bool) -> int:
     say(f"{'id':<36}  {'status':<9}  {'created (UTC)':<19}  {'found':>6} {'indexed':>7} {'skipped':>7} {'failed':>6}")
     for job in jobs:
         created = job.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        say(f"{job.id:<36}  {job.status:<9}  {created:<19}  {job.discovered:>6} {job.indexed:>7} {job.skipped:>7} {job.failed:>6}")
+        say(
+            f"{job.id:<36}  {job.status:<9}  {created:<19}  {job.discovered:>6} {job.indexed:>7} {job.skipped:>7} {job.failed:>6}"
+        )
     return EXIT_OK
 
 
@@ -197,9 +199,15 @@ def run_worker_command(args: argparse.Namespace, settings: Settings) -> int:
     queues = worker_queues(str(getattr(args, "queues", "cpu,gpu") or "cpu,gpu"), settings)
     concurrency = worker_concurrency(getattr(args, "concurrency", None), queues, settings)
     app = make_celery(settings)
-    argv = ["worker", f"--queues={','.join(queues)}", f"--concurrency={concurrency}",
-            f"--loglevel={getattr(args, 'loglevel', 'INFO') or 'INFO'}", "--without-gossip",
-            "--without-mingle", "--without-heartbeat"]  # fmt: skip
+    argv = [
+        "worker",
+        f"--queues={','.join(queues)}",
+        f"--concurrency={concurrency}",
+        f"--loglevel={getattr(args, 'loglevel', 'INFO') or 'INFO'}",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
     pool = getattr(args, "pool", None)
     if pool:
         argv.append(f"--pool={pool}")

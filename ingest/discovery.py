@@ -105,9 +105,14 @@ def admit(ctx: DiscoveryContext, item: MediaItem) -> MediaItem | None:
     if ctx.redeliverable:
         ctx.tracker.flush()  # counted in the catalog before registered: a rerun will not count it again
     registered = ctx.catalog.upsert_media(
-        item.uri, kind=catalog_kind(item.kind), source_id=item.source_id, status="pending",
-        size_bytes=item.size, mtime=item.mtime, job_id=job_id,
-    )  # fmt: skip
+        item.uri,
+        kind=catalog_kind(item.kind),
+        source_id=item.source_id,
+        status="pending",
+        size_bytes=item.size,
+        mtime=item.mtime,
+        job_id=job_id,
+    )
     return replace(item, had_points=registered.point_count > 0)
 
 
@@ -147,10 +152,15 @@ def admit_fetched(ctx: DiscoveryContext, item: MediaItem) -> MediaItem | None:
         ctx.tracker.skipped()
         return None
     registered = ctx.catalog.upsert_media(
-        item.uri, kind=catalog_kind(item.kind), source_id=item.source_id, status="pending",
-        size_bytes=item.size, content_hash=item.content_hash, job_id=ctx.tracker.job_id,
+        item.uri,
+        kind=catalog_kind(item.kind),
+        source_id=item.source_id,
+        status="pending",
+        size_bytes=item.size,
+        content_hash=item.content_hash,
+        job_id=ctx.tracker.job_id,
         metadata={"download": item.local_copy},
-    )  # fmt: skip
+    )
     return replace(item, had_points=registered.point_count > 0)
 
 

@@ -32,8 +32,13 @@ class Product:
 
     def payload(self) -> dict[str, Scalar]:
         """Payload fields for a product point; the named fields win over same-named extras."""
-        named = {"product_id": self.product_id, "title": self.title, "category": self.category,
-                 "brand": self.brand, "price": self.price}  # fmt: skip
+        named = {
+            "product_id": self.product_id,
+            "title": self.title,
+            "category": self.category,
+            "brand": self.brand,
+            "price": self.price,
+        }
         return {**self.extra, **{k: v for k, v in named.items() if v is not None}}
 
 

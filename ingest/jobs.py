@@ -89,9 +89,7 @@ def dispatch_job(services: Services, job_id: str) -> None:
     CeleryDispatch(make_celery(services.settings)).discover(job_id)
 
 
-def wait_for_job(
-    catalog: Catalog, job_id: str, progress: Progress | None = None, timeout: float | None = None
-) -> JobRecord:
+def wait_for_job(catalog: Catalog, job_id: str, progress: Progress | None = None, timeout: float | None = None) -> JobRecord:
     """Follow a job in the catalog until it finishes (or ``timeout`` seconds pass)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -150,7 +148,7 @@ class BackgroundLauncher:
                 if job_id is None:
                     return
                 run_job_in_process(self.services, job_id)
-            except Exception:  # noqa: BLE001 - already recorded on the job; keep serving
+            except Exception:
                 log.exception("background ingest job %s failed", job_id)
             finally:
                 self._jobs.task_done()
@@ -159,7 +157,7 @@ class BackgroundLauncher:
 def _flush_quietly(tracker: JobTracker) -> None:
     try:
         tracker.flush()
-    except Exception:  # noqa: BLE001 - the catalog itself may be what broke
+    except Exception:
         log.warning("could not write the final counters of job %s", tracker.job_id)
 
 

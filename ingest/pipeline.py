@@ -133,8 +133,10 @@ class Pipeline:
         """Process every item of ``stream``; raises the first infrastructure error met."""
         feed = _Feed(iter(stream))
         writer = _Writer(self.recorder, self._fail)
-        threads = [threading.Thread(target=self._produce, args=(feed,), name=f"ingest-decode-{i}", daemon=True)
-                   for i in range(self.workers)]  # fmt: skip
+        threads = [
+            threading.Thread(target=self._produce, args=(feed,), name=f"ingest-decode-{i}", daemon=True)
+            for i in range(self.workers)
+        ]
         for thread in threads:
             thread.start()
         try:
@@ -209,14 +211,20 @@ class Pipeline:
     def _image_outcome(self, prepared: PreparedImage, vector: np.ndarray) -> Indexed:
         loaded, facts = prepared.loaded, prepared.facts
         item = loaded.item
-        metadata = {"mime": facts.mime, "sha256": loaded.sha256, "frames": facts.frame_count,
-                    "taken_at": facts.exif.taken_at, **facts.exif.payload()}  # fmt: skip
+        metadata = {
+            "mime": facts.mime,
+            "sha256": loaded.sha256,
+            "frames": facts.frame_count,
+            "taken_at": facts.exif.taken_at,
+            **facts.exif.payload(),
+        }
         if item.product is not None:
             metadata["product"] = item.product.payload()
         point = image_point(loaded, facts, vector, prepared.thumb, self.model)
         kind = "product" if item.product is not None else "image"
-        return Indexed(item, kind, [point], prepared.thumb, loaded.content_hash, facts.width, facts.height,
-                       None, _clean(metadata))  # fmt: skip
+        return Indexed(
+            item, kind, [point], prepared.thumb, loaded.content_hash, facts.width, facts.height, None, _clean(metadata)
+        )
 
     def _video_outcome(self, state: _VideoState) -> Outcome:
         loaded, info = state.loaded, state.info
@@ -226,10 +234,18 @@ class Pipeline:
         ingest = self.settings.ingest
         spans = windows([f.t for f in frames], info.duration, ingest.segment_seconds, ingest.segment_stride)
         points = frame_points(loaded, info, frames, self.model) + segment_points(loaded, info, spans, frames, self.model)
-        metadata = {"mime": loaded.mime, "codec": info.codec, "fps": info.fps, "rotation": info.rotation,
-                    "frames_sampled": len(frames), "segments": len(spans), "has_audio": info.has_audio}  # fmt: skip
-        return Indexed(loaded.item, "video", points, frames[0].thumb, loaded.content_hash, info.width, info.height,
-                       info.duration, metadata)  # fmt: skip
+        metadata = {
+            "mime": loaded.mime,
+            "codec": info.codec,
+            "fps": info.fps,
+            "rotation": info.rotation,
+            "frames_sampled": len(frames),
+            "segments": len(spans),
+            "has_audio": info.has_audio,
+        }
+        return Indexed(
+            loaded.item, "video", points, frames[0].thumb, loaded.content_hash, info.width, info.height, info.duration, metadata
+        )
 
     # -- prefetch threads -------------------------------------------------------------------------
 
@@ -246,7 +262,7 @@ class Pipeline:
                     self._put(unit)
         except Aborted:
             pass
-        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which re-raises
+        except BaseException as exc:
             self._fail(exc)
         finally:
             self._put_final(_DONE)
@@ -271,7 +287,7 @@ class Pipeline:
             yield _VideoEnd(item.media_id, str(exc)) if video_started else _Pass(Failed(item, str(exc)))
         except (StoreUnavailable, Aborted):
             raise
-        except Exception as exc:  # noqa: BLE001 - a decoder bug must cost one item, not the job
+        except Exception as exc:
             log.exception("unexpected error ingesting %s", item.uri)
             reason = f"internal error: {type(exc).__name__}: {exc}"
             yield _VideoEnd(item.media_id, reason) if video_started else _Pass(Failed(item, reason))
@@ -368,7 +384,7 @@ class _Writer:
             if group and not self._failed.is_set():
                 try:
                     self._recorder.record(group)
-                except BaseException as exc:  # noqa: BLE001 - handed to the pipeline, which re-raises
+                except BaseException as exc:
                     self._failed.set()
                     self._on_error(exc)  # type: ignore[operator]
             if first is None:

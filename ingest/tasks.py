@@ -129,8 +129,9 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=PURGE, **retrying)
     def purge(self: Task, job_id: str, media_ids: list[str]) -> None:
         services, _ = resources.get()
-        with _last_try_gives_up(self, lambda reason: log.error("job %s: %d vanished items keep their points: %s",
-                                                              job_id, len(media_ids), reason)):  # fmt: skip
+        with _last_try_gives_up(
+            self, lambda reason: log.error("job %s: %d vanished items keep their points: %s", job_id, len(media_ids), reason)
+        ):
             work.purge_items(services, media_ids)
 
     @app.task(name=FINALIZE, bind=True, max_retries=None, autoretry_for=(StoreUnavailable,), retry_backoff=True)

@@ -33,9 +33,7 @@ class Deltas:
 class JobTracker:
     """Thread-safe; ``job`` is the latest record the catalog returned (its status shows a cancel)."""
 
-    def __init__(
-        self, catalog: Catalog, job_id: str, progress: Progress | None = None, interval: float = 0.25
-    ) -> None:
+    def __init__(self, catalog: Catalog, job_id: str, progress: Progress | None = None, interval: float = 0.25) -> None:
         self.catalog = catalog
         self.job_id = job_id
         self.progress = progress

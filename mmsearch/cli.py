@@ -11,10 +11,10 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from mmsearch.output import EXIT_OK, EXIT_USAGE, emit_json, fail, say
-from search.errors import MMSearchError
 from pydantic import ValidationError
 
+from mmsearch.output import EXIT_OK, EXIT_USAGE, emit_json, fail, say
+from search.errors import MMSearchError
 from search.settings import Settings, describe_settings_error, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -111,7 +111,7 @@ def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _search(commands: argparse._SubParsersAction) -> None:
-    sub = _command(commands, "search", _run_search, "search by text, image or arithmetic ('\"beach\" + id:42 - 0.5*\"people\"')")
+    sub = _command(commands, "search", _run_search, 'search by text, image or arithmetic (\'"beach" + id:42 - 0.5*"people"\')')
     sub.add_argument("text", nargs="?", default=None, help="text or arithmetic query")
     sub.add_argument("--image", metavar="FILE", help="query image")
     sub.add_argument("--limit", type=int, default=10)

@@ -20,7 +20,7 @@ from search.settings import BUNDLED_MODEL, Settings
 
 DEMO_SEED = 20261122
 CORPUS_DIR = "demo-corpus"
-TRY = ('a red circle', '"a blue star" - "blue" + "yellow"', "a large green heart")
+TRY = ("a red circle", '"a blue star" - "blue" + "yellow"', "a large green heart")
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:

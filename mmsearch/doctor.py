@@ -73,7 +73,7 @@ def _model_summary(services: Services) -> str:
 
 def _store_summary(services: Services) -> str:
     try:
-        services.embedder
+        _ = services.embedder  # loading it is the check
     except ModelUnavailable:
         raise RuntimeError("not checked: the collection is named after the model, which did not load") from None
     store = services.store

@@ -32,7 +32,7 @@ def run_search_command(args: argparse.Namespace, settings: Settings) -> int:
     request = build_request(args)
     services = Services(settings)
     try:
-        services.embedder, services.store  # opened first, so the timing shown is the query's own
+        _ = services.embedder, services.store  # opened first, so the timing shown is the query's own
         results = engine.search(services, request)
     finally:
         services.close()
@@ -44,7 +44,7 @@ def run_search_command(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def build_request(args: argparse.Namespace) -> "SearchRequest":
+def build_request(args: argparse.Namespace) -> SearchRequest:
     """The core request for the command's arguments; BadQuery for an unusable query."""
     from search.engine import FilterSpec, SearchRequest
 

@@ -77,7 +77,9 @@ def ensure_free(host: str, port: int, what: str) -> None:
             sock.bind((host, port))
         except OSError as exc:
             flag = "--port" if what == "API" else "--ui-port"
-            raise ConfigError(f"cannot serve the {what} on {host}:{port} ({exc.strerror}); is mmsearch already running? Choose another with {flag}.") from exc
+            raise ConfigError(
+                f"cannot serve the {what} on {host}:{port} ({exc.strerror}); is mmsearch already running? Choose another with {flag}."
+            ) from exc
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -92,10 +94,24 @@ def start_ui(api_url: str, port: int, address: str = "127.0.0.1", log_path: Path
     """
     env = {**os.environ, "MMSEARCH_API_URL": api_url}
     command = [
-        sys.executable, "-m", "streamlit", "run", str(UI_APP),
-        "--server.port", str(port), "--server.address", address, "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(UI_APP),
+        "--server.port",
+        str(port),
+        "--server.address",
+        address,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "viewer",
+    ]
     if log_path is None:
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -109,9 +109,7 @@ def _kinds(asked: Sequence[str], needed: Sequence[str]) -> tuple[str, ...]:
         return tuple(needed)
     both = tuple(k for k in needed if k in asked)
     if not both:
-        raise BadFilter(
-            f"The kind filter {list(asked)} excludes what this search returns ({', '.join(needed)})."
-        )
+        raise BadFilter(f"The kind filter {list(asked)} excludes what this search returns ({', '.join(needed)}).")
     return both
 
 
@@ -149,8 +147,7 @@ def _field(field: FieldFilter) -> Condition:
     kinds = {type(v) for v in field.values}
     if not (kinds <= {str} or kinds <= {int} or kinds == {bool}):
         raise BadFilter(
-            f"Values of {field.key!r} must all be strings, all integers or one boolean; "
-            "use gte/lte for decimal numbers."
+            f"Values of {field.key!r} must all be strings, all integers or one boolean; use gte/lte for decimal numbers."
         )
     if kinds == {bool} and len(field.values) != 1:
         raise BadFilter(f"Filter on {field.key!r} takes a single true/false value.")

@@ -109,9 +109,7 @@ def frames_by_video(frames: Iterable[FrameScore]) -> dict[str, list[FrameScore]]
     return {video: sorted(items, key=lambda f: f.t) for video, items in groups.items()}
 
 
-def topk_windows(
-    frames: Sequence[FrameScore], duration: float, params: MomentParams, floor: float
-) -> list[WindowScore]:
+def topk_windows(frames: Sequence[FrameScore], duration: float, params: MomentParams, floor: float) -> list[WindowScore]:
     """Score every grid window of one video by top-k pooling of the frames inside it."""
     if not frames:
         return []
@@ -157,9 +155,7 @@ def merge_windows(windows: Sequence[WindowScore], threshold: float) -> list[Wind
             continue
         last = merged[-1] if merged else None
         if run_open and last is not None and window.start <= last.end + 1e-6:
-            merged[-1] = WindowScore(
-                last.video_id, last.start, max(last.end, window.end), max(last.score, window.score)
-            )
+            merged[-1] = WindowScore(last.video_id, last.start, max(last.end, window.end), max(last.score, window.score))
         else:
             merged.append(window)
         run_open = True
@@ -172,7 +168,10 @@ def high_threshold(best: float, floor: float, fraction: float = HIGH_FRACTION) -
 
 
 def refine(
-    span: WindowScore, frames: Sequence[FrameScore], params: MomentParams, floor: float,
+    span: WindowScore,
+    frames: Sequence[FrameScore],
+    params: MomentParams,
+    floor: float,
     windows: Sequence[WindowScore] = (),
 ) -> list[Moment]:
     """Tighten a merged span to its runs of high-scoring frames, one moment per run.
@@ -204,9 +203,7 @@ def _strong_runs(frames: Sequence[FrameScore], cut: float) -> list[list[FrameSco
     return runs
 
 
-def _run_moment(
-    run: Sequence[FrameScore], span: WindowScore, params: MomentParams, windows: Sequence[WindowScore]
-) -> Moment:
+def _run_moment(run: Sequence[FrameScore], span: WindowScore, params: MomentParams, windows: Sequence[WindowScore]) -> Moment:
     best = max(run, key=lambda f: f.score)
     start = run[0].t
     end = max(min(run[-1].t + params.frame_step, span.end), start)

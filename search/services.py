@@ -31,7 +31,7 @@ class Services:
         self._catalog: Catalog | None = None
 
     @property
-    def embedder(self) -> "Embedder":
+    def embedder(self) -> Embedder:
         with self._lock:
             if self._embedder is None:
                 from search.embedder import load_embedder
@@ -40,7 +40,7 @@ class Services:
             return self._embedder
 
     @property
-    def store(self) -> "VectorStore":
+    def store(self) -> VectorStore:
         with self._lock:
             if self._store is None:
                 from search.store import open_store
@@ -50,7 +50,7 @@ class Services:
             return self._store
 
     @property
-    def catalog(self) -> "Catalog":
+    def catalog(self) -> Catalog:
         with self._lock:
             if self._catalog is None:
                 from search.catalog import Catalog

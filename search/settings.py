@@ -8,7 +8,6 @@ double underscore (``MMSEARCH_INGEST__FRAME_RATE=2``). ``Settings`` is built onc
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -65,9 +64,7 @@ class IngestSettings(BaseModel):
     gpu_queue: str = Field("gpu", min_length=1, description="Celery queue for decode+embed+upsert tasks")
     task_batch_items: int = Field(32, ge=1, le=4096, description="media items per embedding task")
     task_max_retries: int = Field(5, ge=0, le=100, description="retries of a task after transient errors")
-    visibility_timeout: float = Field(
-        3600.0, gt=0, description="seconds before a task held by a vanished worker is redelivered"
-    )
+    visibility_timeout: float = Field(3600.0, gt=0, description="seconds before a task held by a vanished worker is redelivered")
 
 
 class SearchSettings(BaseModel):
@@ -79,7 +76,9 @@ class SearchSettings(BaseModel):
     topk_frames: int = Field(3, ge=1, description="k of top-k pooling over frame scores")
     moment_candidates: int = Field(800, ge=10, description="frames scored per moment query")
     moment_high_fraction: float = Field(
-        0.6, gt=0, lt=1,
+        0.6,
+        gt=0,
+        lt=1,
         description="a frame belongs to a moment above background + this share of (best - background)",
     )
 
@@ -97,9 +96,7 @@ class ApiSettings(BaseModel):
 class Settings(BaseSettings):
     """Everything mmsearch can be told; see the README's configuration table."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", protected_namespaces=()
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", protected_namespaces=())
 
     data_dir: Path = Path("./mmsearch-data")
     model: str = DEFAULT_REAL_MODEL

@@ -23,7 +23,22 @@ from synthetic.truth import (
 from synthetic.video import generate_videos
 
 __all__ = [
-    "Background", "CorpusTruth", "ImageTruth", "NearDuplicate", "ObjectSpec", "Product", "ProductTruth", "Scene",
-    "VideoMoment", "VideoTruth", "generate_corpus", "generate_images", "generate_products", "generate_videos",
-    "load_truth", "sample_scene", "sample_training_scene", "write_truth",
+    "Background",
+    "CorpusTruth",
+    "ImageTruth",
+    "NearDuplicate",
+    "ObjectSpec",
+    "Product",
+    "ProductTruth",
+    "Scene",
+    "VideoMoment",
+    "VideoTruth",
+    "generate_corpus",
+    "generate_images",
+    "generate_products",
+    "generate_videos",
+    "load_truth",
+    "sample_scene",
+    "sample_training_scene",
+    "write_truth",
 ]

@@ -27,8 +27,15 @@ from synthetic.vocab import COLOUR_NAMES, HELD_OUT, POSITIONS, SHAPE_NAMES, SIZE
 TRUTH_FILE = "truth.json"
 
 
-def generate_corpus(out_dir: Path | str, seed: int, n_images: int = 200, n_videos: int = 4, n_products: int = 40,
-                    image_size: int = 256, video_size: int = 160) -> CorpusTruth:
+def generate_corpus(
+    out_dir: Path | str,
+    seed: int,
+    n_images: int = 200,
+    n_videos: int = 4,
+    n_products: int = 40,
+    image_size: int = 256,
+    video_size: int = 160,
+) -> CorpusTruth:
     """Write images/, videos/, products/ and truth.json under ``out_dir``; return the truth."""
     root = Path(out_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -48,10 +55,17 @@ def truth_to_dict(truth: CorpusTruth) -> dict:
     return {
         "version": TRUTH_VERSION,
         "seed": truth.seed,
-        "counts": {"images": len(truth.images), "videos": len(truth.videos),
-                   "products": len(truth.products.products) if truth.products else 0},
-        "vocabulary": {"colours": list(COLOUR_NAMES), "shapes": list(SHAPE_NAMES), "sizes": list(SIZES),
-                       "positions": list(POSITIONS)},
+        "counts": {
+            "images": len(truth.images),
+            "videos": len(truth.videos),
+            "products": len(truth.products.products) if truth.products else 0,
+        },
+        "vocabulary": {
+            "colours": list(COLOUR_NAMES),
+            "shapes": list(SHAPE_NAMES),
+            "sizes": list(SIZES),
+            "positions": list(POSITIONS),
+        },
         "held_out": [list(p) for p in sorted(HELD_OUT)],
         "images": [i.to_dict(root) for i in truth.images],
         "videos": [v.to_dict(root) for v in truth.videos],

@@ -8,8 +8,9 @@ Held-out colour-shape pairs are reported separately: they test composition, not 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -32,8 +32,7 @@ def save_image(image, path: Path, fmt: str, quality: int = 90) -> None:
         raise ValueError(f"unknown image format {fmt!r}")
 
 
-def generate_images(out_dir: Path | str, n: int, seed: int, size: int = 256,
-                    formats: bool = True) -> list[ImageTruth]:
+def generate_images(out_dir: Path | str, n: int, seed: int, size: int = 256, formats: bool = True) -> list[ImageTruth]:
     """Write ``n`` scenes of one to three objects (all pairs, held-out included) to ``out_dir``.
 
     ``formats=False`` writes JPEG only; otherwise about 15 % PNG and 15 % WebP are mixed in.

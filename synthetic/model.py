@@ -72,9 +72,7 @@ def save_model_dir(
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg or default_preprocess_cfg()}
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    (out_dir / PROMPTS_FILE).write_text(
-        json.dumps({"templates": list(QUERY_TEMPLATES)}, indent=2) + "\n", encoding="utf-8"
-    )
+    (out_dir / PROMPTS_FILE).write_text(json.dumps({"templates": list(QUERY_TEMPLATES)}, indent=2) + "\n", encoding="utf-8")
     state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
     tmp = out_dir / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp))

@@ -23,13 +23,26 @@ from synthetic.vocab import ALL_PAIRS, COLOUR_NAMES
 
 _STREAM_PRODUCTS = 3
 CATEGORY_BY_SHAPE: dict[str, str] = {
-    "circle": "coasters", "square": "tiles", "triangle": "pennants", "star": "badges",
-    "heart": "pendants", "cross": "patches", "diamond": "kites", "ring": "rings",
+    "circle": "coasters",
+    "square": "tiles",
+    "triangle": "pennants",
+    "star": "badges",
+    "heart": "pendants",
+    "cross": "patches",
+    "diamond": "kites",
+    "ring": "rings",
 }
-_SINGULAR = {"coasters": "Coaster", "tiles": "Tile", "pennants": "Pennant", "badges": "Badge",
-             "pendants": "Pendant", "patches": "Patch", "kites": "Kite", "rings": "Ring"}
-BRANDS: tuple[str, ...] = ("Orbis", "Polyform", "Brightline", "Kestrel & Co", "Nimbus", "Vertex Works",
-                           "Lumen", "Acorn Studio")
+_SINGULAR = {
+    "coasters": "Coaster",
+    "tiles": "Tile",
+    "pennants": "Pennant",
+    "badges": "Badge",
+    "pendants": "Pendant",
+    "patches": "Patch",
+    "kites": "Kite",
+    "rings": "Ring",
+}
+BRANDS: tuple[str, ...] = ("Orbis", "Polyform", "Brightline", "Kestrel & Co", "Nimbus", "Vertex Works", "Lumen", "Acorn Studio")
 CSV_FIELDS = ("id", "title", "category", "brand", "price", "colour", "shape", "accent", "images")
 
 
@@ -37,8 +50,7 @@ def _product_photo(rng: np.random.Generator, colour: str, shape: str, accent: st
     """One photo: the product large near the centre, its accent dot on it, a random background."""
     dx, dy = (float(v) for v in rng.uniform(-0.07, 0.07, size=2))
     radius = float(rng.uniform(0.19, 0.25))
-    main = ObjectSpec(colour, shape, "large", "center", dx, dy, radius, float(rng.uniform(-20, 20)),
-                      int(rng.integers(-10, 11)))
+    main = ObjectSpec(colour, shape, "large", "center", dx, dy, radius, float(rng.uniform(-20, 20)), int(rng.integers(-10, 11)))
     dot = ObjectSpec(accent, "circle", "small", "center", dx, dy + 0.02, radius * 0.28, 0.0, 0)
     return Scene((main, dot), sample_background(rng), float(rng.uniform(0, 6)), int(rng.integers(0, 2**31 - 1)))
 
@@ -52,8 +64,14 @@ def _near_duplicate(path: Path, rng: np.random.Generator) -> Image.Image:
         return im.crop((c[0], c[1], w - c[2], h - c[3])).resize((w, h), Image.BICUBIC)
 
 
-def generate_products(out_dir: Path | str, n: int, seed: int, size: int = 256, photos: tuple[int, int] = (3, 5),
-                      near_duplicate_fraction: float = 0.3) -> ProductTruth:
+def generate_products(
+    out_dir: Path | str,
+    n: int,
+    seed: int,
+    size: int = 256,
+    photos: tuple[int, int] = (3, 5),
+    near_duplicate_fraction: float = 0.3,
+) -> ProductTruth:
     """Write ``n`` products' photos plus ``products.csv`` and ``products.jsonl`` to ``out_dir``."""
     combos = len(ALL_PAIRS) * (len(COLOUR_NAMES) - 1)
     if not 0 <= n <= combos:

@@ -117,8 +117,9 @@ def default_supersample(width: int, height: int) -> int:
     return 4 if max(width, height) <= 96 else 2
 
 
-def render_scene(scene: Scene, width: int, height: int | None = None, supersample: int = 0,
-                 background: np.ndarray | None = None) -> Image.Image:
+def render_scene(
+    scene: Scene, width: int, height: int | None = None, supersample: int = 0, background: np.ndarray | None = None
+) -> Image.Image:
     """Render ``scene`` as an RGB image of ``width`` x ``height`` pixels (square by default).
 
     ``background`` may pass a precomputed ``render_background`` array (videos reuse one per shot).

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import colorsys
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class Scene:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Scene":
+    def from_dict(cls, data: dict[str, Any]) -> Scene:
         bg = data["background"]
         background = Background(
             kind=bg["kind"],
@@ -118,9 +119,7 @@ def sample_background(rng: np.random.Generator, kind: str | None = None) -> Back
     )
 
 
-def sample_object(
-    rng: np.random.Generator, pair: tuple[str, str], position: str, size: str | None = None
-) -> ObjectSpec:
+def sample_object(rng: np.random.Generator, pair: tuple[str, str], position: str, size: str | None = None) -> ObjectSpec:
     size = size or str(rng.choice(SIZES))
     lo, hi = SIZE_RADII[size]
     return ObjectSpec(

@@ -22,9 +22,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from open_clip import ClipLoss
@@ -88,16 +88,28 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     p.add_argument("--refresh", type=int, default=24, help="pool images re-rendered per step")
     p.add_argument("--eval-minutes", type=float, default=5.0, help="evaluate and checkpoint this often")
     p.add_argument("--eval-per-pair", type=int, default=12, help="evaluation images per colour-shape pair")
-    p.add_argument("--init", type=Path, default=None,
-                   help="start from a saved model folder (continue training, usually with a lower --lr)")
+    p.add_argument(
+        "--init", type=Path, default=None, help="start from a saved model folder (continue training, usually with a lower --lr)"
+    )
     a = p.parse_args(argv)
     if a.minutes <= 0 and not a.steps:
         p.error("give a positive --minutes or --steps")
     return TrainConfig(
-        out=a.out, minutes=a.minutes, steps=a.steps, seed=a.seed, batch_size=a.batch_size, lr=a.lr,
-        weight_decay=a.weight_decay, warmup=a.warmup, threads=a.threads, device=a.device,
-        pool_size=a.pool_size, refresh_per_step=a.refresh, eval_minutes=a.eval_minutes,
-        eval_per_pair=a.eval_per_pair, init=a.init,
+        out=a.out,
+        minutes=a.minutes,
+        steps=a.steps,
+        seed=a.seed,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        weight_decay=a.weight_decay,
+        warmup=a.warmup,
+        threads=a.threads,
+        device=a.device,
+        pool_size=a.pool_size,
+        refresh_per_step=a.refresh,
+        eval_minutes=a.eval_minutes,
+        eval_per_pair=a.eval_per_pair,
+        init=a.init,
     )
 
 
@@ -123,7 +135,7 @@ def lr_at(step: int, progress: float, base: float, warmup: int) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
-def schedule_progress(step: int, warmup: int, elapsed: float, cfg: "TrainConfig") -> float:
+def schedule_progress(step: int, warmup: int, elapsed: float, cfg: TrainConfig) -> float:
     """How far through the decay we are: by steps with ``--steps``, else by wall-clock time.
 
     Time-based decay keeps the schedule right on a contended machine, where the speed of the
@@ -187,13 +199,21 @@ def train(cfg: TrainConfig) -> TrainResult:
     image_size = model_cfg["vision_cfg"]["image_size"]
     pool = TrainingPool(cfg.seed, cfg.pool_size, image_size)
     eval_set = render_eval_set(per_pair=cfg.eval_per_pair)
-    log.info("pool of %d images and eval set of %d rendered in %.1fs", len(pool), len(eval_set.images), time.monotonic() - t_start)
+    log.info(
+        "pool of %d images and eval set of %d rendered in %.1fs", len(pool), len(eval_set.images), time.monotonic() - t_start
+    )
 
     from open_clip import image_transform
 
     pre = default_preprocess_cfg()
-    eval_preprocess = image_transform(image_size, is_train=False, mean=pre["mean"], std=pre["std"],
-                                      interpolation=pre["interpolation"], resize_mode=pre["resize_mode"])
+    eval_preprocess = image_transform(
+        image_size,
+        is_train=False,
+        mean=pre["mean"],
+        std=pre["std"],
+        interpolation=pre["interpolation"],
+        resize_mode=pre["resize_mode"],
+    )
     tokenizer = SimpleTokenizer(context_length=model_cfg["text_cfg"]["context_length"])
     normalise = _Normalise(device)
     optimizer = _optimizer(model, cfg.lr, cfg.weight_decay)
@@ -230,30 +250,71 @@ def train(cfg: TrainConfig) -> TrainResult:
         step += 1
         pool.refresh(cfg.refresh_per_step)
         if step % 50 == 0:
-            log.info("step %d loss %.4f (avg %.4f) lr %.2e scale %.1f elapsed %.1fm", step, loss_value, smoothed,
-                     optimizer.param_groups[0]["lr"], model.logit_scale.exp().item(), (time.monotonic() - t0) / 60)
+            log.info(
+                "step %d loss %.4f (avg %.4f) lr %.2e scale %.1f elapsed %.1fm",
+                step,
+                loss_value,
+                smoothed,
+                optimizer.param_groups[0]["lr"],
+                model.logit_scale.exp().item(),
+                (time.monotonic() - t0) / 60,
+            )
         if time.monotonic() - last_eval >= cfg.eval_minutes * 60:
-            best_score, best_metrics = _evaluate_and_save(model, model_cfg, eval_set, eval_preprocess, tokenizer,
-                                                          device, cfg, step, smoothed, t0, best_score, best_metrics)
+            best_score, best_metrics = _evaluate_and_save(
+                model, model_cfg, eval_set, eval_preprocess, tokenizer, device, cfg, step, smoothed, t0, best_score, best_metrics
+            )
             last_eval = time.monotonic()
-    best_score, best_metrics = _evaluate_and_save(model, model_cfg, eval_set, eval_preprocess, tokenizer, device,
-                                                  cfg, step, smoothed, t0, best_score, best_metrics, final=True)
+    best_score, best_metrics = _evaluate_and_save(
+        model,
+        model_cfg,
+        eval_set,
+        eval_preprocess,
+        tokenizer,
+        device,
+        cfg,
+        step,
+        smoothed,
+        t0,
+        best_score,
+        best_metrics,
+        final=True,
+    )
     seconds = time.monotonic() - t0
     log.info("done: %d steps in %.1f minutes; best %s", step, seconds / 60, json.dumps(best_metrics))
     best_dir = cfg.out / "best" if best_metrics else None
     return TrainResult(step, seconds, loss_value, best_dir, best_metrics)
 
 
-def _evaluate_and_save(model, model_cfg, eval_set: EvalSet, preprocess, tokenizer, device: str, cfg: TrainConfig,
-                       step: int, smoothed, t0: float, best_score: float, best_metrics, final: bool = False):
+def _evaluate_and_save(
+    model,
+    model_cfg,
+    eval_set: EvalSet,
+    preprocess,
+    tokenizer,
+    device: str,
+    cfg: TrainConfig,
+    step: int,
+    smoothed,
+    t0: float,
+    best_score: float,
+    best_metrics,
+    final: bool = False,
+):
     metrics = evaluate(model, preprocess, tokenizer, eval_set, device).to_dict()
     record = {"step": step, "minutes": round((time.monotonic() - t0) / 60, 2), "loss_avg": smoothed, **metrics}
     with open(cfg.out / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
     log.info("eval %s", json.dumps(record))
     score = 0.5 * (metrics["p10_seen"] + metrics["p10_held_out"])
-    info = {**record, "seed": cfg.seed, "batch_size": cfg.batch_size, "lr": cfg.lr, "threads": cfg.threads,
-            "device": device, "parameters": count_parameters(model)}
+    info = {
+        **record,
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "threads": cfg.threads,
+        "device": device,
+        "parameters": count_parameters(model),
+    }
     if final:
         save_model_dir(model, cfg.out / "last", model_cfg, metrics=info)
     if score > best_score:

@@ -34,11 +34,18 @@ class ImageTruth:
         return any(p in HELD_OUT for p in self.pairs)
 
     def to_dict(self, root: Path) -> dict[str, Any]:
-        return {"path": _rel(self.path, root), "width": self.width, "height": self.height, "format": self.format,
-                "caption": self.caption, "held_out": self.has_held_out, "scene": self.scene.to_dict()}
+        return {
+            "path": _rel(self.path, root),
+            "width": self.width,
+            "height": self.height,
+            "format": self.format,
+            "caption": self.caption,
+            "held_out": self.has_held_out,
+            "scene": self.scene.to_dict(),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], root: Path) -> "ImageTruth":
+    def from_dict(cls, d: dict[str, Any], root: Path) -> ImageTruth:
         return cls(root / d["path"], d["width"], d["height"], d["format"], Scene.from_dict(d["scene"]), d["caption"])
 
 
@@ -75,16 +82,24 @@ class VideoTruth:
         return [m for m in self.moments if m.contains(t)]
 
     def to_dict(self, root: Path) -> dict[str, Any]:
-        return {"path": _rel(self.path, root), "duration": self.duration, "fps": self.fps, "width": self.width,
-                "height": self.height, "background_changes": list(self.background_changes),
-                "moments": [m.__dict__ | {"held_out": m.pair in HELD_OUT} for m in self.moments]}
+        return {
+            "path": _rel(self.path, root),
+            "duration": self.duration,
+            "fps": self.fps,
+            "width": self.width,
+            "height": self.height,
+            "background_changes": list(self.background_changes),
+            "moments": [m.__dict__ | {"held_out": m.pair in HELD_OUT} for m in self.moments],
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], root: Path) -> "VideoTruth":
-        moments = tuple(VideoMoment(m["colour"], m["shape"], m["start"], m["end"], m["position"], m["size"])
-                        for m in d["moments"])
-        return cls(root / d["path"], d["duration"], d["fps"], d["width"], d["height"], moments,
-                   tuple(d.get("background_changes", ())))
+    def from_dict(cls, d: dict[str, Any], root: Path) -> VideoTruth:
+        moments = tuple(
+            VideoMoment(m["colour"], m["shape"], m["start"], m["end"], m["position"], m["size"]) for m in d["moments"]
+        )
+        return cls(
+            root / d["path"], d["duration"], d["fps"], d["width"], d["height"], moments, tuple(d.get("background_changes", ()))
+        )
 
 
 @dataclass(frozen=True)
@@ -100,14 +115,31 @@ class Product:
     images: tuple[Path, ...]  # the product's own photos (near-duplicates are listed separately)
 
     def to_dict(self, root: Path) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "category": self.category, "brand": self.brand,
-                "price": self.price, "colour": self.colour, "shape": self.shape, "accent": self.accent,
-                "images": [_rel(p, root) for p in self.images]}
+        return {
+            "id": self.id,
+            "title": self.title,
+            "category": self.category,
+            "brand": self.brand,
+            "price": self.price,
+            "colour": self.colour,
+            "shape": self.shape,
+            "accent": self.accent,
+            "images": [_rel(p, root) for p in self.images],
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], root: Path) -> "Product":
-        return cls(d["id"], d["title"], d["category"], d["brand"], d["price"], d["colour"], d["shape"], d["accent"],
-                   tuple(root / p for p in d["images"]))
+    def from_dict(cls, d: dict[str, Any], root: Path) -> Product:
+        return cls(
+            d["id"],
+            d["title"],
+            d["category"],
+            d["brand"],
+            d["price"],
+            d["colour"],
+            d["shape"],
+            d["accent"],
+            tuple(root / p for p in d["images"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -127,16 +159,24 @@ class ProductTruth:
     near_duplicates: tuple[NearDuplicate, ...]
 
     def to_dict(self, root: Path) -> dict[str, Any]:
-        return {"csv": _rel(self.csv_path, root), "manifest": _rel(self.manifest_path, root),
-                "products": [p.to_dict(root) for p in self.products],
-                "near_duplicates": [{"path": _rel(n.path, root), "original": _rel(n.original, root),
-                                     "product_id": n.product_id} for n in self.near_duplicates]}
+        return {
+            "csv": _rel(self.csv_path, root),
+            "manifest": _rel(self.manifest_path, root),
+            "products": [p.to_dict(root) for p in self.products],
+            "near_duplicates": [
+                {"path": _rel(n.path, root), "original": _rel(n.original, root), "product_id": n.product_id}
+                for n in self.near_duplicates
+            ],
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], root: Path) -> "ProductTruth":
-        return cls(root / d["csv"], root / d["manifest"], tuple(Product.from_dict(p, root) for p in d["products"]),
-                   tuple(NearDuplicate(root / n["path"], root / n["original"], n["product_id"])
-                         for n in d["near_duplicates"]))
+    def from_dict(cls, d: dict[str, Any], root: Path) -> ProductTruth:
+        return cls(
+            root / d["csv"],
+            root / d["manifest"],
+            tuple(Product.from_dict(p, root) for p in d["products"]),
+            tuple(NearDuplicate(root / n["path"], root / n["original"], n["product_id"]) for n in d["near_duplicates"]),
+        )
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,9 @@ def write_video(path: Path, frames, fps: int, width: int, height: int, crf: int 
             container.mux(packet)
 
 
-def generate_video(path: Path, seed: int, index: int, duration: float | None = None, fps: int = 12,
-                   size: int = 160) -> VideoTruth:
+def generate_video(
+    path: Path, seed: int, index: int, duration: float | None = None, fps: int = 12, size: int = 160
+) -> VideoTruth:
     """One video; ``duration`` defaults to a draw between 20 and 40 seconds."""
     if size % 2:
         raise ValueError("video size must be even (H.264 with yuv420p)")
@@ -105,8 +106,9 @@ def generate_video(path: Path, seed: int, index: int, duration: float | None = N
     return VideoTruth(path.resolve(), n_frames / fps, fps, size, size, moments, tuple(t for t, _ in backgrounds[1:]))
 
 
-def generate_videos(out_dir: Path | str, n: int, seed: int, fps: int = 12, size: int = 160,
-                    duration: float | None = None) -> list[VideoTruth]:
+def generate_videos(
+    out_dir: Path | str, n: int, seed: int, fps: int = 12, size: int = 160, duration: float | None = None
+) -> list[VideoTruth]:
     """Write ``n`` MP4 videos (20-40 s unless ``duration`` is given) to ``out_dir``."""
     if n < 0:
         raise ValueError("n must be >= 0")

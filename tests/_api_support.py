@@ -27,8 +27,8 @@ BACKENDS = ("edge", "local")  # Qdrant Edge (embedded) and qdrant-client local m
 
 _lock = threading.RLock()
 _root: Path | None = None
-_corpus: "Corpus | None" = None
-_indexed: dict[str, "Indexed"] = {}
+_corpus: Corpus | None = None
+_indexed: dict[str, Indexed] = {}
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,7 @@ class Corpus:
     @cached_property
     def colours(self) -> dict[str, set[str]]:
         """Absolute image path -> colours of the objects drawn in it."""
-        return {
-            str(self.folder / i["path"]): {o["colour"] for o in i["scene"]["objects"]} for i in self.truth["images"]
-        }
+        return {str(self.folder / i["path"]): {o["colour"] for o in i["scene"]["objects"]} for i in self.truth["images"]}
 
     def video(self, name: str) -> dict[str, Any]:
         return next(v for v in self.truth["videos"] if Path(v["path"]).name == name)

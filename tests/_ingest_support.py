@@ -56,7 +56,9 @@ def _format_of(path: Path) -> str:
     return {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".gif": "GIF"}[path.suffix.lower()]
 
 
-def make_video(path: Path, colours: Sequence[str], seconds_each: float = 2.0, fps: int = 8, size: tuple[int, int] = (96, 64)) -> Path:
+def make_video(
+    path: Path, colours: Sequence[str], seconds_each: float = 2.0, fps: int = 8, size: tuple[int, int] = (96, 64)
+) -> Path:
     """An H.264 MP4 showing each colour for ``seconds_each`` seconds (yuv420p, real encoder)."""
     width, height = size
     frames = []
@@ -129,7 +131,9 @@ def image_point_id(path: Path, kind: str = "image", model: str = MODEL) -> str:
     return point_id(model, media_id(file_uri(path)), kind)
 
 
-def video_point_ids(path: Path, frame_times: Sequence[float], windows: Sequence[tuple[float, float]], model: str = MODEL) -> set[str]:
+def video_point_ids(
+    path: Path, frame_times: Sequence[float], windows: Sequence[tuple[float, float]], model: str = MODEL
+) -> set[str]:
     """Frame points at ``frame_times`` and segment points over ``windows`` (start, end)."""
     video = media_id(file_uri(path))
     frames = {point_id(model, video, "frame", t=t) for t in frame_times}
@@ -188,15 +192,17 @@ class SharedModelServices(Services):
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a subprocess build the same settings (MMSEARCH_ variables)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMSEARCH_")}
-    env.update({
-        "MMSEARCH_DATA_DIR": str(settings.data_dir),
-        "MMSEARCH_MODEL": settings.model,
-        "MMSEARCH_DEVICE": settings.device,
-        "MMSEARCH_EMBEDDER__THREADS": str(settings.embedder.threads or 1),
-        "MMSEARCH_EMBEDDER__BATCH_SIZE": str(settings.embedder.batch_size),
-        "OMP_NUM_THREADS": "1",
-        "PYTHONUNBUFFERED": "1",
-    })  # fmt: skip
+    env.update(
+        {
+            "MMSEARCH_DATA_DIR": str(settings.data_dir),
+            "MMSEARCH_MODEL": settings.model,
+            "MMSEARCH_DEVICE": settings.device,
+            "MMSEARCH_EMBEDDER__THREADS": str(settings.embedder.threads or 1),
+            "MMSEARCH_EMBEDDER__BATCH_SIZE": str(settings.embedder.batch_size),
+            "OMP_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     for name in ("store_url", "catalog_url", "broker_url"):
         value = getattr(settings, name)
         if value:
@@ -225,11 +231,15 @@ class Worker:
 
     def __init__(self, settings: Settings, log_path: Path, queues: str = "cpu,gpu") -> None:
         self.log_path = log_path
-        self._log = open(log_path, "ab")
+        self._log = open(log_path, "ab")  # noqa: SIM115 -- closed in stop(); the worker outlives this call
         self.process = subprocess.Popen(
             ["nice", "-n", "10", *mmsearch_command("worker", "--queues", queues, "--concurrency", "1", "--loglevel", "INFO")],
-            cwd=REPO, env=settings_env(settings), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cwd=REPO,
+            env=settings_env(settings),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Until Celery logs 'ready' (imports done, consuming)."""
@@ -286,7 +296,7 @@ def redis_available() -> bool:
 
     try:
         return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping())
-    except Exception:  # noqa: BLE001 - any failure means "no Redis here"
+    except Exception:
         return False
 
 
@@ -311,7 +321,7 @@ def scratch_postgres() -> Iterator[str]:
 class _QuietHandler(SimpleHTTPRequestHandler):
     """Serves a folder, answers the configured redirects and statuses, logs request paths."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -335,7 +345,9 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 
 @contextmanager
-def serve_folder(root: Path, redirects: dict[str, str] | None = None, statuses: dict[str, list[int]] | None = None) -> Iterator[tuple[str, list[str]]]:
+def serve_folder(
+    root: Path, redirects: dict[str, str] | None = None, statuses: dict[str, list[int]] | None = None
+) -> Iterator[tuple[str, list[str]]]:
     """Serve ``root`` on 127.0.0.1 (a free port) in a thread; yields (base URL, requested paths)."""
 
     def handler(*args: object, **kwargs: object) -> _QuietHandler:

@@ -108,9 +108,7 @@ def test_the_json_terms_form_composes_like_the_string_form(api: Api) -> None:
 def test_an_uploaded_image_finds_itself(api: Api) -> None:
     green = api.top_image("green")
     data = Path(green["path"]).read_bytes()
-    response = api.client.post(
-        "/search/image", files={"file": (green["name"], data)}, params={"kind": "image", "limit": 3}
-    )
+    response = api.client.post("/search/image", files={"file": (green["name"], data)}, params={"kind": "image", "limit": 3})
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert results[0]["media_id"] == green["media_id"] and results[0]["score"] > 0.95
@@ -218,9 +216,7 @@ def test_a_query_image_url_is_fetched_from_an_allowed_host(edge: Api) -> None:
 
 def test_explain_splits_each_score_into_term_contributions(edge: Api) -> None:
     red = edge.top_image("red")
-    response = edge.client.post(
-        "/search", json={"query": f'id:{red["media_id"]} + 0.5*"blue"', "limit": 3, "explain": True}
-    )
+    response = edge.client.post("/search", json={"query": f'id:{red["media_id"]} + 0.5*"blue"', "limit": 3, "explain": True})
     body = response.json()
     assert [t["label"] for t in body["terms"]] == [f"id:{red['media_id']}", '"blue"']
     assert body["query_type"] == "arithmetic"
@@ -233,9 +229,9 @@ def test_explain_splits_each_score_into_term_contributions(edge: Api) -> None:
 def test_examples_search_is_more_like_these_less_like_those(edge: Api) -> None:
     red, blue = edge.top_image("red", avoid="blue"), edge.top_image("blue", avoid="red")
     body = edge.client.post(
-        "/search", json={"positive": [red["media_id"]], "negative": [blue["media_id"]], "limit": 3,
-                         "filters": {"kinds": ["image"]}},
-    ).json()  # fmt: skip
+        "/search",
+        json={"positive": [red["media_id"]], "negative": [blue["media_id"]], "limit": 3, "filters": {"kinds": ["image"]}},
+    ).json()
     assert body["query_type"] == "examples"
     results = body["results"]
     assert all(r["media_id"] not in (red["media_id"], blue["media_id"]) for r in results)
@@ -290,7 +286,7 @@ def test_media_metadata_thumbnail_and_ranged_file(edge: Api) -> None:
 
 
 def test_a_moment_links_to_a_seekable_video(edge: Api) -> None:
-    video, truth = _distinct_moments(edge.world)[0]
+    _video, truth = _distinct_moments(edge.world)[0]
     result = edge.search(text=f"a {truth['colour']} {truth['shape']}", target="moments", limit=1)[0]
     url = result["moment"]["file_url"]
     assert "#t=" in url

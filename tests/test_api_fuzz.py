@@ -43,8 +43,19 @@ def test_the_openapi_document_is_valid(app: FastAPI) -> None:
     for component in document["components"]["schemas"].values():
         Draft202012Validator.check_schema(component)  # every request/response shape is valid JSON Schema
     paths = set(document["paths"])
-    assert {"/search", "/search/image", "/similar/{item_id}", "/media/{media_id}", "/media/{media_id}/file",
-            "/ingest", "/jobs/{job_id}", "/healthz", "/readyz", "/stats", "/metrics"} <= paths  # fmt: skip
+    assert {
+        "/search",
+        "/search/image",
+        "/similar/{item_id}",
+        "/media/{media_id}",
+        "/media/{media_id}/file",
+        "/ingest",
+        "/jobs/{job_id}",
+        "/healthz",
+        "/readyz",
+        "/stats",
+        "/metrics",
+    } <= paths
     assert "examples" in document["components"]["schemas"]["SearchIn"]
 
 
@@ -66,9 +77,13 @@ def test_fuzzed_requests_never_get_a_server_error(app: FastAPI) -> None:
 
 def _fuzz(operation: schemathesis.APIOperation, mode: GenerationMode, seen: dict[int, int]) -> None:
     @settings(
-        max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-        phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
-    )  # fmt: skip
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: schemathesis.Case) -> None:
         response = case.call()

@@ -18,17 +18,26 @@ import pytest
 import torch
 from PIL import Image
 
+from synthetic.evaluate import pair_prompt
 from synthetic.model import CONFIG_FILE, WEIGHTS_FILE, load_model_dir
 from synthetic.render import render_scene
 from synthetic.scene import sample_scene
-from synthetic.evaluate import pair_prompt
 from synthetic.vocab import ALL_PAIRS, COLOUR_NAMES, HELD_OUT_PAIRS, SHAPE_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "search" / "models" / "mmsearch-synthetic"
 SEEN_SAMPLE = (("red", "circle"), ("blue", "square"), ("yellow", "star"), ("black", "heart"))
-QUALITY_FIGURES = ("t2i_p10_seen", "t2i_p10_heldout", "zs_colour_acc", "zs_shape_acc", "i2i_p10", "arith_p10",
-                   "moment_r1_iou50", "video_r1_mean", "video_r1_topk")
+QUALITY_FIGURES = (
+    "t2i_p10_seen",
+    "t2i_p10_heldout",
+    "zs_colour_acc",
+    "zs_shape_acc",
+    "i2i_p10",
+    "arith_p10",
+    "moment_r1_iou50",
+    "video_r1_mean",
+    "video_r1_topk",
+)
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +137,18 @@ def test_image_queries_find_the_same_colour_and_shape(embedder):
 def test_quality_benchmark_runs_end_to_end_and_prints_its_figures_last(tmp_path):
     """bench/quality.py as a user runs it: render, ingest through the pipeline, query, one JSON line."""
     env = {**os.environ, "MMSEARCH_EMBEDDER__THREADS": "1", "MMSEARCH_BROKER_URL": "redis://nowhere:1/0"}
-    command = [sys.executable, str(ROOT / "bench" / "quality.py"), "--images", "40", "--videos", "1",
-               "--queries", "8", "--data", str(tmp_path)]
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "quality.py"),
+        "--images",
+        "40",
+        "--videos",
+        "1",
+        "--queries",
+        "8",
+        "--data",
+        str(tmp_path),
+    ]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])

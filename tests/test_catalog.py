@@ -49,7 +49,7 @@ def pg_database() -> Iterator[str]:
     """A scratch PostgreSQL database for the whole run, dropped afterwards."""
     try:
         admin = _pg_admin()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no server here"
+    except Exception as exc:
         pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
     name = f"mmsearch_test_{secrets.token_hex(4)}"
     with admin:
@@ -155,10 +155,7 @@ def test_upsert_media_is_idempotent_by_uri_and_keeps_what_it_is_not_told(catalog
 
 def test_concurrent_upserts_of_one_uri_make_one_row(catalog: Catalog) -> None:
     src = catalog.upsert_source("folder", "/photos")
-    threads = [
-        threading.Thread(target=_image, args=(catalog, src.id, "same.jpg"), kwargs={"width": i + 1})
-        for i in range(6)
-    ]
+    threads = [threading.Thread(target=_image, args=(catalog, src.id, "same.jpg"), kwargs={"width": i + 1}) for i in range(6)]
     for t in threads:
         t.start()
     for t in threads:
@@ -175,9 +172,15 @@ def test_media_status_transitions_record_error_reasons(catalog: Catalog) -> None
     failed = catalog.set_media_status(item.id, "failed", "cannot identify image file")
     assert (failed.status, failed.error) == ("failed", "cannot identify image file")
     done = catalog.set_media_status(
-        item.id, "indexed", point_count=1, model="ViT-B-32", thumbnail="ab/cd.webp",
-        width=4, height=3, metadata={"exif": {"Model": "X100\x00\x00"}},
-    )  # fmt: skip
+        item.id,
+        "indexed",
+        point_count=1,
+        model="ViT-B-32",
+        thumbnail="ab/cd.webp",
+        width=4,
+        height=3,
+        metadata={"exif": {"Model": "X100\x00\x00"}},
+    )
     assert (done.status, done.error, done.point_count) == ("indexed", None, 1)
     assert (done.model, done.thumbnail, done.width, done.height) == ("ViT-B-32", "ab/cd.webp", 4, 3)
     assert done.metadata == {"exif": {"Model": "X100"}}  # NULs stripped: JSONB refuses them
@@ -229,9 +232,7 @@ def test_counts_by_kind_and_status(catalog: Catalog) -> None:
     src = catalog.upsert_source("manifest", "/shop.csv")
     a = _image(catalog, src.id, "a.jpg")
     _image(catalog, src.id, "b.jpg")
-    catalog.upsert_media(
-        "/v/clip.mp4", kind="video", source_id=src.id, status="failed", error="no video stream"
-    )
+    catalog.upsert_media("/v/clip.mp4", kind="video", source_id=src.id, status="failed", error="no video stream")
     catalog.upsert_media("sku-1", kind="product", source_id=src.id, status="indexed")
     catalog.set_media_status(a.id, "indexed")
     assert catalog.counts_by_kind_and_status() == {
@@ -357,13 +358,11 @@ def test_workers_opening_a_new_catalog_at_once_create_it_once(catalog_url: str) 
 
 
 V1_ROWS = (
-    "INSERT INTO sources (id, kind, uri, options, created_at)"
-    " VALUES ('s1', 'folder', '/p', '{}', :at)",
+    "INSERT INTO sources (id, kind, uri, options, created_at) VALUES ('s1', 'folder', '/p', '{}', :at)",
     "INSERT INTO media (id, source_id, uri, kind, size_bytes, mtime, status, metadata,"
     " created_at, updated_at)"
     " VALUES (:mid, 's1', '/p/a.jpg', 'image', 10, 1.5, 'indexed', '{\"w\": 1}', :at, :at)",
-    "INSERT INTO jobs (id, kind, params, status, indexed, created_at)"
-    " VALUES ('j1', 'ingest_folder', '{}', 'done', 1, :at)",
+    "INSERT INTO jobs (id, kind, params, status, indexed, created_at) VALUES ('j1', 'ingest_folder', '{}', 'done', 1, :at)",
 )
 
 
@@ -405,9 +404,7 @@ def _shape(engine: Engine, schema: str | None = None) -> dict[str, object]:
             c["name"]: (str(c["type"]), c["nullable"], _default(c.get("default"), schema))
             for c in insp.get_columns(table, schema=schema)
         }
-        idx = sorted(
-            (i["name"], tuple(i["column_names"])) for i in insp.get_indexes(table, schema=schema)
-        )
+        idx = sorted((i["name"], tuple(i["column_names"])) for i in insp.get_indexes(table, schema=schema))
         fks = sorted(
             (tuple(f["constrained_columns"]), f["referred_table"], f["options"].get("ondelete"))
             for f in insp.get_foreign_keys(table, schema=schema)

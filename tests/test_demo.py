@@ -73,9 +73,13 @@ def test_a_second_run_reuses_the_index_and_serves_the_ui_until_terminated(tmp_pa
 
 def _prepare_only(tmp_path: Path) -> str:
     result = subprocess.run(
-        demo(tmp_path / "data", "--no-serve"), env=ui_live.child_env(), cwd=ui_live.ROOT,
-        capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+        demo(tmp_path / "data", "--no-serve"),
+        env=ui_live.child_env(),
+        cwd=ui_live.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -88,9 +92,13 @@ def test_a_taken_port_stops_the_demo_at_once_with_a_message(tmp_path: Path) -> N
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            demo(tmp_path / "data", "--no-ui", "--port", str(port)), env=ui_live.child_env(), cwd=ui_live.ROOT,
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            demo(tmp_path / "data", "--no-ui", "--port", str(port)),
+            env=ui_live.child_env(),
+            cwd=ui_live.ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 2
     assert f"127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
     assert not (tmp_path / "data" / "demo-corpus").exists(), "nothing was rendered before the check"

@@ -131,5 +131,5 @@ def test_malformed_specs_are_refused_with_the_accepted_forms(text):
 
 def test_missing_checkpoint_file_is_named_in_the_error(tmp_path):
     settings = load_settings(model=f"ViT-B-32:{tmp_path / 'nope.bin'}", device="cpu")
-    with pytest.raises(ModelUnavailable, match="nope.bin"):
+    with pytest.raises(ModelUnavailable, match=r"nope\.bin"):
         load_embedder(settings)

@@ -62,7 +62,7 @@ def catalog_url() -> Iterator[str]:
     try:
         scratch = scratch_postgres()
         url = scratch.__enter__()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no PostgreSQL here"
+    except Exception as exc:
         pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
     try:
         yield url
@@ -71,9 +71,7 @@ def catalog_url() -> Iterator[str]:
 
 
 def distributed_settings(data_dir: Path, catalog_url: str, **ingest: object) -> Settings:
-    return base_settings(
-        data_dir, catalog_url=catalog_url, broker_url=REDIS_URL, ingest={**scratch_queues(), **ingest}
-    )
+    return base_settings(data_dir, catalog_url=catalog_url, broker_url=REDIS_URL, ingest={**scratch_queues(), **ingest})
 
 
 def store_snapshot(settings: Settings) -> dict[str, np.ndarray]:
@@ -173,15 +171,17 @@ def _wait_until(condition: object, timeout: float, worker: Worker) -> None:
     raise AssertionError(f"condition not met in {timeout}s:\n{worker.log_tail()}")
 
 
-
 def test_a_batch_whose_store_stays_down_is_recorded_as_failed_and_the_job_ends(catalog_url: str, tmp_path: Path) -> None:
     """Transient errors are retried with backoff; past the last retry the items fail with the reason."""
     folder = tmp_path / "few"
     images = [make_image(folder / f"{colour}.jpg", colour) for colour in ("red", "blue")]
     settings = base_settings(
-        tmp_path / "data", catalog_url=catalog_url, broker_url=REDIS_URL, store_url="http://127.0.0.1:9",
+        tmp_path / "data",
+        catalog_url=catalog_url,
+        broker_url=REDIS_URL,
+        store_url="http://127.0.0.1:9",
         ingest={**scratch_queues(), "task_max_retries": 1},
-    )  # fmt: skip
+    )
     catalog = Catalog.open(catalog_url)
     try:
         with running_worker(settings, tmp_path / "worker.log") as worker:

@@ -29,9 +29,13 @@ pytestmark = pytest.mark.slow
 def run_cli(data_dir: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     settings = base_settings(data_dir, ingest={"max_image_pixels": BAD_MAX_PIXELS})
     return subprocess.run(
-        ["nice", "-n", "10", *mmsearch_command(*args)], cwd=REPO, env=settings_env(settings),
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        ["nice", "-n", "10", *mmsearch_command(*args)],
+        cwd=REPO,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_ingest_json_summary_then_failures_give_exit_1_and_jobs_lists_both(tmp_path: Path) -> None:

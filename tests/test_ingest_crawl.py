@@ -44,9 +44,18 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "private").mkdir()
     (root / "private" / "secret.html").write_text("<html><body><img src='/secret.jpg'></body></html>")
     (root / "robots.txt").write_text("User-agent: *\nDisallow: /private/\n")
-    for name, colour in {"red.jpg": "red", "small.jpg": "red", "big.jpg": "blue", "pic.webp": "green",
-                         "pic-fallback.jpg": "green", "og.jpg": "yellow", "green.png": "green", "deep.jpg": "red",
-                         "secret.jpg": "red", "private/hidden.jpg": "blue"}.items():  # fmt: skip
+    for name, colour in {
+        "red.jpg": "red",
+        "small.jpg": "red",
+        "big.jpg": "blue",
+        "pic.webp": "green",
+        "pic-fallback.jpg": "green",
+        "og.jpg": "yellow",
+        "green.png": "green",
+        "deep.jpg": "red",
+        "secret.jpg": "red",
+        "private/hidden.jpg": "blue",
+    }.items():
         make_image(root / name, colour)
     make_video(root / "media" / "clip.mp4", ["red", "green"], seconds_each=1.0)
     return root
@@ -109,7 +118,9 @@ def test_url_lists_and_single_urls_fetch_with_clear_failures(services: Services,
     with serve_folder(site, statuses={"/flaky.jpg": [503]}) as (base, requested):
         shutil.copy(site / "og.jpg", site / "flaky.jpg")
         urls = tmp_path / "urls.txt"
-        urls.write_text(f"# photos\n{base}/red.jpg\n\n{base}/nope.jpg\n{base}/index.html\nftp://old.example/x.jpg\n{base}/flaky.jpg\n")
+        urls.write_text(
+            f"# photos\n{base}/red.jpg\n\n{base}/nope.jpg\n{base}/index.html\nftp://old.example/x.jpg\n{base}/flaky.jpg\n"
+        )
         job = run_ingest(services, IngestRequest(url_lists=[str(urls)], paths=[f"{base}/green.png"]))
     failures = {f.uri: f.reason for f in services.catalog.job_failures(job.id)}
     assert (job.indexed, job.failed) == (3, 3)

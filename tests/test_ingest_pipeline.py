@@ -37,6 +37,7 @@ from tests._ingest_support import (
     video_point_ids,
 )
 
+
 def all_ids(services: Services) -> set[str]:
     return {hit.id for hit in services.store.scroll(limit=10_000).hits}
 
@@ -94,7 +95,9 @@ def test_frames_carry_the_colour_shown_at_their_time(services: Services, media: 
     video = media_id(file_uri(media / VIDEO))
     frames = services.store.scroll(Filter(must=(Match("video_id", (video,)), Match("kind", ("frame",)))), with_vectors=True).hits
     by_time = {hit.payload["t"]: hit.vector for hit in frames}
-    photos = services.store.retrieve([image_point_id(media / "red.jpg"), image_point_id(media / "sub/blue.webp")], with_vectors=True)
+    photos = services.store.retrieve(
+        [image_point_id(media / "red.jpg"), image_point_id(media / "sub/blue.webp")], with_vectors=True
+    )
     red, blue = (np.asarray(p.vector) for p in photos)
     assert float(by_time[1.0] @ red) > float(by_time[1.0] @ blue)
     assert float(by_time[3.0] @ blue) > float(by_time[3.0] @ red)
@@ -161,7 +164,7 @@ def test_product_manifest_rows_become_filterable_product_points(services: Servic
     manifest = shop / "products.csv"
     manifest.write_text(
         "sku,title,category,brand,price,colour,images\n"
-        "P1,Red mug,kitchen,Acme,\"$1,299.50\",red,photos/p1-front.jpg|photos/p1-back.jpg\n"
+        'P1,Red mug,kitchen,Acme,"$1,299.50",red,photos/p1-front.jpg|photos/p1-back.jpg\n'
         "P2,Green mug,kitchen,Bolt,9.99,green,photos/p2.png\n"
         "P3,Ghost,kitchen,Acme,5,none,photos/missing.jpg\n"
         ",No id,kitchen,Acme,5,none,photos/p2.png\n"

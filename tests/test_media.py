@@ -66,8 +66,10 @@ def test_exif_orientation_and_date_are_applied() -> None:
     [("CMYK", "JPEG"), ("P", "PNG"), ("LA", "PNG"), ("I;16", "PNG"), ("RGBA", "WEBP"), ("L", "JPEG"), ("1", "PNG")],
 )
 def test_every_mode_becomes_rgb(mode: str, fmt: str) -> None:
-    source = Image.new("RGBA", (40, 30), (200, 40, 40, 128)).convert(mode) if mode != "I;16" else Image.fromarray(
-        np.full((30, 40), 40000, np.uint16)
+    source = (
+        Image.new("RGBA", (40, 30), (200, 40, 40, 128)).convert(mode)
+        if mode != "I;16"
+        else Image.fromarray(np.full((30, 40), 40000, np.uint16))
     )
     if mode == "P":
         source.info["transparency"] = 0

@@ -253,14 +253,22 @@ def _payload(i: int) -> dict:
         "source": f"src{i % 2}",
         "uri": uri,
         "path": f"{folder}/item{i}.jpg",
-        "dirs": ["/data", "/data/photos", "/data/photos/2021"][: folder.count("/")] if folder.startswith("/data") else ["/srv", "/srv/shop"],
+        "dirs": ["/data", "/data/photos", "/data/photos/2021"][: folder.count("/")]
+        if folder.startswith("/data")
+        else ["/srv", "/srv/shop"],
         "taken_at": T0 + i * 3600.0,
         "size_bytes": 1000 + 10 * i,
         "width": 100 + i,
         "height": 80 + i,
     }
     if kind == "product":
-        payload.update(category=["shoes", "hats", "bags"][i % 3], brand=["acme", "zeta"][(i // 4) % 2], price=float(i % 50), color=["red", "blue"][(i // 8) % 2], rating=i % 5)
+        payload.update(
+            category=["shoes", "hats", "bags"][i % 3],
+            brand=["acme", "zeta"][(i // 4) % 2],
+            price=float(i % 50),
+            color=["red", "blue"][(i // 8) % 2],
+            rating=i % 5,
+        )
     return payload
 
 

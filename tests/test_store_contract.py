@@ -569,9 +569,7 @@ def test_boolean_match_works_on_the_server_and_is_refused_clearly_by_edge(root: 
 SIDE_BY_SIDE: dict[str, Callable[[VectorStore], object]] = {
     "query": lambda s: _pairs(s.query(QUERIES[4], limit=25)),
     "filtered page": lambda s: _pairs(s.query(QUERIES[4], FILTER_CASES["combined"][0], limit=10, offset=2)),
-    "threshold": lambda s: _pairs(
-        s.query(QUERIES[4], FILTER_CASES["list field any element"][0], limit=100, score_threshold=0.1)
-    ),
+    "threshold": lambda s: _pairs(s.query(QUERIES[4], FILTER_CASES["list field any element"][0], limit=100, score_threshold=0.1)),
     "recommend": lambda s: _pairs(
         s.recommend(CORPUS.ids[5:8], CORPUS.ids[20:21], FILTER_CASES["must not"][0], limit=15, offset=1)
     ),

@@ -23,8 +23,26 @@ def _one_thread():
 @pytest.mark.slow
 def test_a_few_steps_write_a_checkpoint_open_clip_can_load(tmp_path):
     out = tmp_path / "run"
-    cfg = parse_args(["--out", str(out), "--steps", "4", "--batch-size", "16", "--pool-size", "32",
-                      "--refresh", "2", "--eval-per-pair", "1", "--threads", "1", "--device", "cpu"])
+    cfg = parse_args(
+        [
+            "--out",
+            str(out),
+            "--steps",
+            "4",
+            "--batch-size",
+            "16",
+            "--pool-size",
+            "32",
+            "--refresh",
+            "2",
+            "--eval-per-pair",
+            "1",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
     result = train(cfg)
     assert result.steps == 4 and math.isfinite(result.final_loss)
     best = out / "best"

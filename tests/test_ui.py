@@ -342,9 +342,14 @@ def test_ingest_refuses_an_empty_target_with_a_hint(app: AppTest) -> None:
 
 @pytest.mark.parametrize(
     ("page", "query_key"),
-    [("pages_search.py", "search.query"), ("pages_moments.py", "moments.query"), ("pages_products.py", "products.query"),
-     ("pages_ingest.py", None), ("pages_status.py", None)],
-)  # fmt: skip
+    [
+        ("pages_search.py", "search.query"),
+        ("pages_moments.py", "moments.query"),
+        ("pages_products.py", "products.query"),
+        ("pages_ingest.py", None),
+        ("pages_status.py", None),
+    ],
+)
 def test_every_page_says_clearly_when_the_api_is_down(page: str, query_key: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MMSEARCH_API_URL", f"http://127.0.0.1:{ui_live.free_port()}")
     at = AppTest.from_file(str(APP), default_timeout=30).run()

@@ -24,14 +24,14 @@ from ui.query_state import BuilderTerm
 class Misbehaving(BaseHTTPRequestHandler):
     """``/slow`` answers late; ``/search`` answers 400 with a position; anything else 500 in HTML."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path.startswith("/healthz"):
             time.sleep(1.5)
             self._send(200, b'{"status": "ok", "version": "x"}', "application/json")
         else:
             self._send(500, b"<html>Internal Server Error</html>", "text/html")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         body = {"detail": "unexpected '+' at position 8", "error": "bad_query", "position": 8}
         self._send(400, json.dumps(body).encode(), "application/json")

@@ -73,8 +73,9 @@ def test_captions_name_only_what_is_rendered_and_single_objects_fully():
             if s.name not in present_shapes:
                 assert not _mentions(caption, (s.name, *s.synonyms)), (caption, scene.pairs)
         obj = scene.objects[0]
-        assert _mentions(caption, [n for o in scene.objects for n in (o.colour, *colour(o.colour).synonyms,
-                                                                      o.shape, *shape(o.shape).synonyms)])
+        assert _mentions(
+            caption, [n for o in scene.objects for n in (o.colour, *colour(o.colour).synonyms, o.shape, *shape(o.shape).synonyms)]
+        )
         canonical = canonical_caption(scene)
         assert all(f"{o.colour} {o.shape}" in canonical for o in scene.objects)
         assert obj.colour in canonical
@@ -162,8 +163,7 @@ def test_whole_corpus_is_byte_identical_for_a_seed(tmp_path):
 
 
 def test_corpus_truth_round_trips_through_truth_json(tmp_path):
-    truth = generate_corpus(tmp_path / "corpus", seed=8, n_images=4, n_videos=1, n_products=2,
-                            image_size=64, video_size=64)
+    truth = generate_corpus(tmp_path / "corpus", seed=8, n_images=4, n_videos=1, n_products=2, image_size=64, video_size=64)
     loaded = load_truth(tmp_path / "corpus")
     assert loaded.images == truth.images and loaded.videos == truth.videos and loaded.products == truth.products
     data = json.loads((tmp_path / "corpus" / "truth.json").read_text())

@@ -143,9 +143,12 @@ def child_env(**extra: str) -> dict[str, str]:
     """A child's environment: no inherited MMSEARCH_ settings, one torch thread, no telemetry."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMSEARCH_")}
     env.update(
-        MMSEARCH_EMBEDDER__THREADS="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-        STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **extra,
-    )  # fmt: skip
+        MMSEARCH_EMBEDDER__THREADS="1",
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
+        **extra,
+    )
     return env
 
 

@@ -38,7 +38,7 @@ def main() -> None:
     page = st.navigation(pages)
     try:
         page.run()
-    except Exception as error:  # noqa: BLE001 - the user sees a message, never a traceback
+    except Exception as error:
         log.exception("page %s failed", page.title)
         components.unexpected(error)
     st.sidebar.caption(f"mmsearch · API `{components.client().base_url}`")

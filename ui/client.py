@@ -70,22 +70,35 @@ class Filters:
     def to_json(self) -> dict[str, Any]:
         """The JSON ``filters`` object: only the fields that restrict something."""
         raw = {
-            "kinds": list(self.kinds), "sources": list(self.sources), "path_prefix": self.path_prefix,
-            "taken_after": self.taken_after, "taken_before": self.taken_before,
-            "categories": list(self.categories), "brands": list(self.brands),
-            "min_price": self.min_price, "max_price": self.max_price,
-        }  # fmt: skip
+            "kinds": list(self.kinds),
+            "sources": list(self.sources),
+            "path_prefix": self.path_prefix,
+            "taken_after": self.taken_after,
+            "taken_before": self.taken_before,
+            "categories": list(self.categories),
+            "brands": list(self.brands),
+            "min_price": self.min_price,
+            "max_price": self.max_price,
+        }
         return {key: value for key, value in raw.items() if value not in (None, [])}
 
     def to_params(self) -> list[tuple[str, str]]:
         """The same filters as query parameters (GET /similar and multipart uploads)."""
         params: list[tuple[str, str]] = []
-        for name, values in (("kind", self.kinds), ("source", self.sources), ("category", self.categories), ("brand", self.brands)):
+        for name, values in (
+            ("kind", self.kinds),
+            ("source", self.sources),
+            ("category", self.categories),
+            ("brand", self.brands),
+        ):
             params += [(name, value) for value in values]
         for name, value in (
-            ("path_prefix", self.path_prefix), ("taken_after", self.taken_after), ("taken_before", self.taken_before),
-            ("min_price", self.min_price), ("max_price", self.max_price),
-        ):  # fmt: skip
+            ("path_prefix", self.path_prefix),
+            ("taken_after", self.taken_after),
+            ("taken_before", self.taken_before),
+            ("min_price", self.min_price),
+            ("max_price", self.max_price),
+        ):
             if value is not None:
                 params.append((name, str(value)))
         return params
@@ -140,9 +153,13 @@ class IngestJobRequest:
 
     def to_json(self) -> dict[str, Any]:
         raw = {
-            "paths": self.paths, "crawl": self.crawl, "url_lists": self.url_lists,
-            "manifests": self.manifests, "include": self.include, "exclude": self.exclude,
-        }  # fmt: skip
+            "paths": self.paths,
+            "crawl": self.crawl,
+            "url_lists": self.url_lists,
+            "manifests": self.manifests,
+            "include": self.include,
+            "exclude": self.exclude,
+        }
         return {key: list(value) for key, value in raw.items() if value}
 
 
@@ -337,7 +354,9 @@ class ApiClient:
         body = {("text" if literal else "query"): query, **options.to_json()}
         return self._page(self._request("POST", "/search", json=body))
 
-    def search_image(self, image: bytes, filename: str, options: SearchOptions, query: str | None = None, image_weight: float = 1.0) -> SearchPage:
+    def search_image(
+        self, image: bytes, filename: str, options: SearchOptions, query: str | None = None, image_weight: float = 1.0
+    ) -> SearchPage:
         """An uploaded image, plus optional terms in the arithmetic syntax added to it."""
         form = {"image_weight": str(image_weight)}
         if query and query.strip():
@@ -347,7 +366,7 @@ class ApiClient:
         return self._page(data)
 
     def similar(self, item_id: str, options: SearchOptions, same_category: bool = False) -> SearchPage:
-        """"More like this": the item's neighbours, never the item itself."""
+        """ "More like this": the item's neighbours, never the item itself."""
         params = [(k, v) for k, v in options.to_params() if k in ("limit", "offset", "score_threshold", "dedup")]
         params += options.filters.to_params()
         if same_category:
@@ -371,17 +390,24 @@ class ApiClient:
     def health(self) -> Health:
         """``/readyz`` answers 503 while a part is down; both answers are a Health."""
         data = self._request("GET", "/readyz", ok=(200, 503), timeout=10.0)
-        checks = tuple(Check(str(c["name"]), bool(c["ok"]), str(c.get("detail", "")), float(c.get("ms", 0.0))) for c in data.get("checks", []))
+        checks = tuple(
+            Check(str(c["name"]), bool(c["ok"]), str(c.get("detail", "")), float(c.get("ms", 0.0)))
+            for c in data.get("checks", [])
+        )
         return Health(ready=bool(data.get("ready")), checks=checks)
 
     def stats(self) -> Stats:
         d = self._request("GET", "/stats", timeout=10.0)
         return Stats(
             points={str(k): int(v) for k, v in (d.get("points") or {}).items()},
-            total_points=int(d.get("total_points", 0)), model=str(d.get("model", "")), dim=int(d.get("dim", 0)),
-            store_backend=str(d.get("store_backend", "")), collection=str(d.get("collection", "")),
-            catalog=d.get("catalog") or {}, running_jobs=int(d.get("running_jobs", 0)),
-        )  # fmt: skip
+            total_points=int(d.get("total_points", 0)),
+            model=str(d.get("model", "")),
+            dim=int(d.get("dim", 0)),
+            store_backend=str(d.get("store_backend", "")),
+            collection=str(d.get("collection", "")),
+            catalog=d.get("catalog") or {},
+            running_jobs=int(d.get("running_jobs", 0)),
+        )
 
     # ingestion
     def start_ingest(self, request: IngestJobRequest, api_key: str | None = None) -> str:
@@ -406,7 +432,9 @@ class ApiClient:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise ApiUnavailable(f"Cannot reach the mmsearch API at {self.base_url}. Is `mmsearch serve` running?") from exc
         except httpx.TimeoutException as exc:
-            raise ApiTimeout(f"The API at {self.base_url} did not answer in time; it may be busy. Try again in a moment.") from exc
+            raise ApiTimeout(
+                f"The API at {self.base_url} did not answer in time; it may be busy. Try again in a moment."
+            ) from exc
         except httpx.HTTPError as exc:
             raise ApiUnavailable(f"The connection to the API at {self.base_url} failed ({type(exc).__name__}).") from exc
         if response.status_code not in ok:
@@ -436,22 +464,37 @@ class ApiClient:
     def _hit(self, d: Mapping[str, Any]) -> Hit:
         moment = self._moment(d["moment"]) if d.get("moment") else None
         return Hit(
-            id=str(d.get("id") or d["media_id"]), media_id=str(d["media_id"]), kind=str(d.get("kind", "")),
-            score=float(d.get("score", 0.0)), name=d.get("name"), thumbnail_url=self._url(d.get("thumbnail_url")),
-            file_url=self._url(d.get("file_url")), width=d.get("width"), height=d.get("height"),
-            taken_at=d.get("taken_at"), size_bytes=d.get("size_bytes"), source=d.get("source"),
-            duration=d.get("duration"), t=d.get("t"), product=_product(d.get("product")), moment=moment,
+            id=str(d.get("id") or d["media_id"]),
+            media_id=str(d["media_id"]),
+            kind=str(d.get("kind", "")),
+            score=float(d.get("score", 0.0)),
+            name=d.get("name"),
+            thumbnail_url=self._url(d.get("thumbnail_url")),
+            file_url=self._url(d.get("file_url")),
+            width=d.get("width"),
+            height=d.get("height"),
+            taken_at=d.get("taken_at"),
+            size_bytes=d.get("size_bytes"),
+            source=d.get("source"),
+            duration=d.get("duration"),
+            t=d.get("t"),
+            product=_product(d.get("product")),
+            moment=moment,
             moments=tuple(self._moment(m) for m in d.get("moments") or ()),
             duplicates=tuple(d.get("duplicates") or ()),
             contributions=tuple(_contribution(c) for c in d.get("contributions") or ()),
             metadata=d.get("metadata") or {},
-        )  # fmt: skip
+        )
 
     def _moment(self, d: Mapping[str, Any]) -> MomentHit:
         return MomentHit(
-            video_id=str(d["video_id"]), start=float(d["start"]), end=float(d["end"]), score=float(d["score"]),
-            best_t=d.get("best_t"), thumbnail_url=self._url(d.get("thumbnail_url")),
-        )  # fmt: skip
+            video_id=str(d["video_id"]),
+            start=float(d["start"]),
+            end=float(d["end"]),
+            score=float(d["score"]),
+            best_t=d.get("best_t"),
+            thumbnail_url=self._url(d.get("thumbnail_url")),
+        )
 
 
 def _param(value: Any) -> str:
@@ -465,20 +508,28 @@ def _group_by_video(hits: Sequence[Hit]) -> tuple[VideoGroup, ...]:
         groups.setdefault(hit.media_id, []).append(hit)
     return tuple(
         VideoGroup(
-            video_id=video_id, name=members[0].name or video_id[:8], score=max(h.score for h in members),
-            file_url=_without_fragment(members[0].file_url), thumbnail_url=members[0].thumbnail_url,
-            duration=members[0].duration, moments=tuple(h.moment for h in members if h.moment is not None),
-        )  # fmt: skip
+            video_id=video_id,
+            name=members[0].name or video_id[:8],
+            score=max(h.score for h in members),
+            file_url=_without_fragment(members[0].file_url),
+            thumbnail_url=members[0].thumbnail_url,
+            duration=members[0].duration,
+            moments=tuple(h.moment for h in members if h.moment is not None),
+        )
         for video_id, members in groups.items()
     )
 
 
 def _video_group(hit: Hit) -> VideoGroup:
     return VideoGroup(
-        video_id=hit.media_id, name=hit.name or hit.media_id[:8], score=hit.score,
-        file_url=_without_fragment(hit.file_url), thumbnail_url=hit.thumbnail_url,
-        duration=hit.duration, moments=hit.moments,
-    )  # fmt: skip
+        video_id=hit.media_id,
+        name=hit.name or hit.media_id[:8],
+        score=hit.score,
+        file_url=_without_fragment(hit.file_url),
+        thumbnail_url=hit.thumbnail_url,
+        duration=hit.duration,
+        moments=hit.moments,
+    )
 
 
 def _without_fragment(url: str | None) -> str:
@@ -498,12 +549,19 @@ def _contribution(d: Mapping[str, Any]) -> Contribution:
 
 def _job(d: Mapping[str, Any]) -> Job:
     return Job(
-        id=str(d["id"]), status=str(d.get("status", "unknown")),
-        discovered=int(d.get("discovered", 0)), indexed=int(d.get("indexed", 0)), skipped=int(d.get("skipped", 0)),
-        failed=int(d.get("failed", 0)), processed=int(d.get("processed", 0)), finished=bool(d.get("finished")),
-        error=d.get("error"), created_at=str(d.get("created_at", "")), params=d.get("params") or {},
+        id=str(d["id"]),
+        status=str(d.get("status", "unknown")),
+        discovered=int(d.get("discovered", 0)),
+        indexed=int(d.get("indexed", 0)),
+        skipped=int(d.get("skipped", 0)),
+        failed=int(d.get("failed", 0)),
+        processed=int(d.get("processed", 0)),
+        finished=bool(d.get("finished")),
+        error=d.get("error"),
+        created_at=str(d.get("created_at", "")),
+        params=d.get("params") or {},
         failures=tuple(JobFailure(str(f.get("uri", "")), str(f.get("reason", ""))) for f in d.get("failures") or ()),
-    )  # fmt: skip
+    )
 
 
 def _error_from(response: httpx.Response) -> ApiError:
@@ -519,4 +577,6 @@ def _error_from(response: httpx.Response) -> ApiError:
     position = body.get("position")
     if status >= 500:
         message = f"The API could not answer ({status}): {message}"
-    return ApiError(message, status=status, position=position if isinstance(position, int) else None, kind=str(body.get("error", "")))
+    return ApiError(
+        message, status=status, position=position if isinstance(position, int) else None, kind=str(body.get("error", ""))
+    )

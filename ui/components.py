@@ -89,7 +89,10 @@ def empty_state(title: str, body: str, icon: str = ":material/search:") -> None:
 
 def unexpected(error: Exception) -> None:
     """Last line of defence: a bug in the UI shows a message, never a traceback."""
-    st.error(f"{UNEXPECTED} ({type(error).__name__}: {error}). Reload the page; if it persists, check the UI's log.", icon=":material/bug_report:")
+    st.error(
+        f"{UNEXPECTED} ({type(error).__name__}: {error}). Reload the page; if it persists, check the UI's log.",
+        icon=":material/bug_report:",
+    )
 
 
 # --- result cards ---------------------------------------------------------------------------
@@ -130,9 +133,14 @@ def result_card(hit: Hit, rank: int, actions: Sequence[CardAction], key: str, sc
         with st.container(horizontal=True, gap="xxsmall"):
             for index, action in enumerate(actions):
                 st.button(
-                    action.label, icon=action.icon, help=action.help, type="tertiary",
-                    key=f"{key}_{index}", on_click=action.on_click, args=(hit,),
-                )  # fmt: skip
+                    action.label,
+                    icon=action.icon,
+                    help=action.help,
+                    type="tertiary",
+                    key=f"{key}_{index}",
+                    on_click=action.on_click,
+                    args=(hit,),
+                )
 
 
 def result_grid(hits: Sequence[Hit], actions: Sequence[CardAction], key: str, first_rank: int = 1) -> None:

@@ -20,9 +20,13 @@ FACETS_KEY = "filters.seen"
 
 def kind_filter(key: str, default: Sequence[str] = (), options: Sequence[str] = KINDS) -> tuple[str, ...]:
     chosen = st.multiselect(
-        "Kind", list(options), default=list(default), key=f"{key}.kind",
-        format_func=fmt.kind_label, placeholder="All kinds",
-    )  # fmt: skip
+        "Kind",
+        list(options),
+        default=list(default),
+        key=f"{key}.kind",
+        format_func=fmt.kind_label,
+        placeholder="All kinds",
+    )
     return tuple(chosen)
 
 
@@ -79,9 +83,15 @@ def search_filters(key: str) -> Filters:
         brands = value_filter("Brand", f"{key}.brand", known("brand"))
         min_price, max_price = price_filter(key)
     return Filters(
-        kinds=kinds, sources=sources, taken_after=taken_after, taken_before=taken_before,
-        categories=categories, brands=brands, min_price=min_price, max_price=max_price,
-    )  # fmt: skip
+        kinds=kinds,
+        sources=sources,
+        taken_after=taken_after,
+        taken_before=taken_before,
+        categories=categories,
+        brands=brands,
+        min_price=min_price,
+        max_price=max_price,
+    )
 
 
 def product_filters(key: str) -> Filters:

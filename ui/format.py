@@ -68,7 +68,14 @@ def _dimensions(width: int | None, height: int | None) -> str | None:
 
 def kind_label(kind: str) -> str:
     """The user's word for a point kind."""
-    return {"image": "photo", "frame": "video frame", "segment": "video clip", "product": "product", "video": "video", "moment": "moment"}.get(kind, kind or "item")
+    return {
+        "image": "photo",
+        "frame": "video frame",
+        "segment": "video clip",
+        "product": "product",
+        "video": "video",
+        "moment": "moment",
+    }.get(kind, kind or "item")
 
 
 def details(hit: Hit) -> list[str]:

@@ -16,7 +16,11 @@ SOURCES = {
     "folder": ("Folder or file", "/data/photos", "A folder on the API's machine; every image and video beneath it is indexed."),
     "url": ("Image or video URL", "https://example.com/photo.jpg", "One file on the web."),
     "crawl": ("Crawl a website", "https://example.com/gallery/", "Follows links from this page and indexes the images it finds."),
-    "manifest": ("Product manifest", "/data/products.csv", "A CSV or JSONL catalogue with an image column; becomes product items."),
+    "manifest": (
+        "Product manifest",
+        "/data/products.csv",
+        "A CSV or JSONL catalogue with an image column; becomes product items.",
+    ),
     "url_list": ("List of URLs", "/data/urls.txt", "A text file with one image URL per line."),
 }
 JOB_KEY = "ingest.job"
@@ -42,15 +46,21 @@ def render() -> None:
 def _start_form(api: ApiClient) -> None:
     with st.form("ingest.form", border=True):
         source = st.segmented_control(
-            "What to index", list(SOURCES), default="folder", key="ingest.source", required=True,
+            "What to index",
+            list(SOURCES),
+            default="folder",
+            key="ingest.source",
+            required=True,
             format_func=lambda s: SOURCES[s][0],
-        )  # fmt: skip
-        label, placeholder, help_text = SOURCES[source or "folder"]
+        )
+        _label, placeholder, help_text = SOURCES[source or "folder"]
         target = st.text_input("Path or URL", key="ingest.target", placeholder=placeholder, help=help_text)
         with st.expander("Options"):
             include = st.text_input("Only files matching", key="ingest.include", placeholder="*.jpg, *.mp4")
             exclude = st.text_input("Skip files matching", key="ingest.exclude", placeholder="*/thumbs/*")
-            api_key = st.text_input("API key", key="ingest.api_key", type="password", help="Needed only when the API is configured with one.")
+            api_key = st.text_input(
+                "API key", key="ingest.api_key", type="password", help="Needed only when the API is configured with one."
+            )
         submitted = st.form_submit_button("Start indexing", type="primary", icon=":material/play_arrow:")
     if not submitted:
         return
@@ -92,10 +102,17 @@ def _watch(job_id: str) -> None:
 def _job_panel(job: Job) -> None:
     with st.container(border=True, key="ingest_job"):
         st.markdown(f"**Job {job.id[:8]}** &nbsp; {_status_badge(job.status)}")
-        text = f"{job.processed} of {job.discovered} items" + ("" if job.finished else " (still discovering)" if job.status == "running" else "")
+        text = f"{job.processed} of {job.discovered} items" + (
+            "" if job.finished else " (still discovering)" if job.status == "running" else ""
+        )
         st.progress(job.fraction, text=text)
         with st.container(horizontal=True):
-            for label, value in (("Discovered", job.discovered), ("Indexed", job.indexed), ("Skipped", job.skipped), ("Failed", job.failed)):
+            for label, value in (
+                ("Discovered", job.discovered),
+                ("Indexed", job.indexed),
+                ("Skipped", job.skipped),
+                ("Failed", job.failed),
+            ):
                 st.metric(label, value, border=True)
         if job.error:
             st.error(job.error, icon=":material/error:")
@@ -118,10 +135,17 @@ def _recent_jobs(api: ApiClient) -> None:
         st.caption("No ingest jobs yet.")
         return
     rows = [
-        {"job": j.id[:8], "status": j.status, "created": j.created_at[:19].replace("T", " "), "discovered": j.discovered,
-         "indexed": j.indexed, "skipped": j.skipped, "failed": j.failed}
+        {
+            "job": j.id[:8],
+            "status": j.status,
+            "created": j.created_at[:19].replace("T", " "),
+            "discovered": j.discovered,
+            "indexed": j.indexed,
+            "skipped": j.skipped,
+            "failed": j.failed,
+        }
         for j in jobs
-    ]  # fmt: skip
+    ]
     st.dataframe(rows, hide_index=True, width="stretch")
     failing = [j for j in jobs if j.failed]
     if failing:

@@ -26,9 +26,12 @@ def render() -> None:
     st.title("Video moments", anchor=False)
     st.caption("Find the moments in your videos that match a description, and jump straight to them.")
     query = st.text_input(
-        "Describe the moment", key="moments.query", placeholder="a red circle", icon=":material/movie:",
+        "Describe the moment",
+        key="moments.query",
+        placeholder="a red circle",
+        icon=":material/movie:",
         label_visibility="collapsed",
-    )  # fmt: skip
+    )
     options = _controls()
     if not (query or "").strip():
         components.empty_state(
@@ -42,7 +45,11 @@ def render() -> None:
         return
     videos, took_ms = found
     if not videos:
-        components.empty_state("No moments found", "No indexed video matched. Try other words, or index some videos on the Ingest page.", icon=":material/search_off:")
+        components.empty_state(
+            "No moments found",
+            "No indexed video matched. Try other words, or index some videos on the Ingest page.",
+            icon=":material/search_off:",
+        )
         return
     st.caption(f"{len(videos)} videos" + (f" · {took_ms:.0f} ms" if took_ms is not None else ""))
     for rank, video in enumerate(videos, start=1):
@@ -52,19 +59,35 @@ def render() -> None:
 def _controls() -> SearchOptions:
     with st.container(horizontal=True, vertical_alignment="bottom", gap="medium"):
         target = st.segmented_control(
-            "Show", ["moments", "videos"], default="moments", key="moments.target", required=True,
+            "Show",
+            ["moments", "videos"],
+            default="moments",
+            key="moments.target",
+            required=True,
             format_func={"moments": "Moments", "videos": "Whole videos"}.get,
-        )  # fmt: skip
+        )
         pooling = st.segmented_control(
-            "Pooling", ["topk", "mean"], default="topk", key="moments.pooling", required=True,
-            format_func={"topk": "Top-k frames", "mean": "Mean"}.get, help=POOLING_HELP,
-        )  # fmt: skip
-        k = st.number_input("k", min_value=1, max_value=64, value=3, step=1, key="moments.k", disabled=pooling != "topk", width=110)
-        per_video = st.number_input("Moments per video", min_value=1, max_value=10, value=3, step=1, key="moments.per_video", width=150)
+            "Pooling",
+            ["topk", "mean"],
+            default="topk",
+            key="moments.pooling",
+            required=True,
+            format_func={"topk": "Top-k frames", "mean": "Mean"}.get,
+            help=POOLING_HELP,
+        )
+        k = st.number_input(
+            "k", min_value=1, max_value=64, value=3, step=1, key="moments.k", disabled=pooling != "topk", width=110
+        )
+        per_video = st.number_input(
+            "Moments per video", min_value=1, max_value=10, value=3, step=1, key="moments.per_video", width=150
+        )
     return SearchOptions(
-        target=target or "moments", pooling=pooling or "topk", k=int(k) if pooling == "topk" else None,
-        per_video=int(per_video), limit=LIMIT,
-    )  # fmt: skip
+        target=target or "moments",
+        pooling=pooling or "topk",
+        k=int(k) if pooling == "topk" else None,
+        per_video=int(per_video),
+        limit=LIMIT,
+    )
 
 
 def _search(api: ApiClient, query: str, options: SearchOptions) -> tuple[tuple[VideoGroup, ...], float | None] | None:
@@ -113,9 +136,13 @@ def _moment_card(video: VideoGroup, index: int, moment: MomentHit, selected: boo
         unsafe_allow_html=True,
     )
     st.button(
-        "Playing" if selected else "Play", icon=":material/play_arrow:", key=f"{_choice_key(video)}.{index}",
-        type="primary" if selected else "secondary", on_click=_choose, args=(video, index),
-    )  # fmt: skip
+        "Playing" if selected else "Play",
+        icon=":material/play_arrow:",
+        key=f"{_choice_key(video)}.{index}",
+        type="primary" if selected else "secondary",
+        on_click=_choose,
+        args=(video, index),
+    )
 
 
 def _choice_key(video: VideoGroup) -> str:

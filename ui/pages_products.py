@@ -22,7 +22,12 @@ def render() -> None:
     with st.sidebar:
         st.header("Catalogue filters", anchor=False)
         chosen_filters = filters.product_filters("products.f")
-        dedup = st.toggle("Collapse duplicates", value=True, key="products.dedup", help="Show one listing per group of near-identical product photos.")
+        dedup = st.toggle(
+            "Collapse duplicates",
+            value=True,
+            key="products.dedup",
+            help="Show one listing per group of near-identical product photos.",
+        )
     st.title("Products", anchor=False)
     st.caption("Search the product catalogue by description or by a photo, then explore similar products.")
     query, image = _inputs()
@@ -32,15 +37,20 @@ def render() -> None:
     if not query and image is None:
         if chosen is None:
             components.empty_state(
-                "Search the catalogue", "Describe a product (`red heart`), or drop a photo of one. Filter by category, brand and price in the sidebar.",
+                "Search the catalogue",
+                "Describe a product (`red heart`), or drop a photo of one. Filter by category, brand and price in the sidebar.",
                 icon=":material/shopping_bag:",
-            )  # fmt: skip
+            )
         return
     page = _search(api, query, image, SearchOptions(limit=LIMIT, dedup=dedup, filters=chosen_filters))
     if page is None:
         return
     if not page.hits:
-        components.empty_state("No products found", "Nothing in the catalogue matched; loosen the filters or try other words.", icon=":material/search_off:")
+        components.empty_state(
+            "No products found",
+            "Nothing in the catalogue matched; loosen the filters or try other words.",
+            icon=":material/search_off:",
+        )
         return
     filters.remember(page.hits)
     collapsed = f" · {page.collapsed} duplicates collapsed" if page.collapsed else ""
@@ -51,7 +61,9 @@ def render() -> None:
 
 def _inputs() -> tuple[str, tuple[str, bytes] | None]:
     text_col, image_col = st.columns([3, 2], vertical_alignment="top")
-    query = text_col.text_input("Describe the product", key="products.query", placeholder="a large blue star", icon=":material/search:")
+    query = text_col.text_input(
+        "Describe the product", key="products.query", placeholder="a large blue star", icon=":material/search:"
+    )
     uploaded = image_col.file_uploader("…or drop a photo", type=UPLOAD_TYPES, key="products.upload")
     image = (uploaded.name, uploaded.getvalue()) if uploaded is not None else None
     return (query or "").strip(), image

@@ -93,9 +93,14 @@ def _query_box() -> tuple[str, st.delta_generator.DeltaGenerator, bool]:
     """The one box for text or arithmetic; the slot below it shows the parser's complaint."""
     with st.container(horizontal=True, vertical_alignment="bottom"):
         box = st.text_input(
-            "Query", key=query_state.QUERY_KEY, placeholder='red circle   ·   "beach" + id:42 - 0.5*"people"',
-            label_visibility="collapsed", icon=":material/search:", on_change=query_state.reset_page, args=(st.session_state,),
-        )  # fmt: skip
+            "Query",
+            key=query_state.QUERY_KEY,
+            placeholder='red circle   ·   "beach" + id:42 - 0.5*"people"',
+            label_visibility="collapsed",
+            icon=":material/search:",
+            on_change=query_state.reset_page,
+            args=(st.session_state,),
+        )
         refresh = st.button("Search", type="primary", key="search.go")
         with st.popover("Syntax", icon=":material/help:"):
             st.markdown(SYNTAX_HELP)
@@ -107,15 +112,20 @@ def _image_upload() -> Upload | None:
     with st.expander("Search by image", icon=":material/image:", expanded=False):
         left, right = st.columns([3, 1], vertical_alignment="center")
         uploaded = left.file_uploader(
-            "Drop an image here", type=UPLOAD_TYPES, key="search.upload",
-            on_change=query_state.reset_page, args=(st.session_state,),
-        )  # fmt: skip
+            "Drop an image here",
+            type=UPLOAD_TYPES,
+            key="search.upload",
+            on_change=query_state.reset_page,
+            args=(st.session_state,),
+        )
         if uploaded is None:
             right.caption("The image is combined with the text box and the terms below, if any.")
             return None
         data = uploaded.getvalue()
         right.image(data, width=120)
-        weight = right.number_input("Image weight", value=1.0, step=0.25, min_value=-10.0, max_value=10.0, key="search.upload_weight")
+        weight = right.number_input(
+            "Image weight", value=1.0, step=0.25, min_value=-10.0, max_value=10.0, key="search.upload_weight"
+        )
     return Upload(uploaded.name, data, float(weight))
 
 
@@ -143,10 +153,24 @@ def _term_row(index: int, term: BuilderTerm) -> None:
     label.markdown(f"{sign} {term.kind} · {term.label or term.value}")
     key = f"terms.w.{identity}"
     weight.number_input(
-        "Weight", value=float(term.weight), step=0.25, min_value=-10.0, max_value=10.0, key=key,
-        label_visibility="collapsed", on_change=_weight_changed, args=(index, key),
-    )  # fmt: skip
-    remove.button("", icon=":material/close:", key=f"terms.rm.{identity}", help="Remove this term", on_click=query_state.remove_term, args=(st.session_state, index))
+        "Weight",
+        value=float(term.weight),
+        step=0.25,
+        min_value=-10.0,
+        max_value=10.0,
+        key=key,
+        label_visibility="collapsed",
+        on_change=_weight_changed,
+        args=(index, key),
+    )
+    remove.button(
+        "",
+        icon=":material/close:",
+        key=f"terms.rm.{identity}",
+        help="Remove this term",
+        on_click=query_state.remove_term,
+        args=(st.session_state, index),
+    )
 
 
 def _weight_changed(index: int, key: str) -> None:
@@ -156,7 +180,9 @@ def _weight_changed(index: int, key: str) -> None:
 def _add_term_form() -> None:
     with st.form("terms.add", clear_on_submit=True, border=False):
         kind_col, value_col, sign_col, weight_col, add_col = st.columns([2, 5, 2, 2, 2], vertical_alignment="bottom")
-        kind = kind_col.selectbox("Term", ["text", "id", "url"], format_func={"text": "Text", "id": "Item id", "url": "Image URL"}.get, key="terms.kind")
+        kind = kind_col.selectbox(
+            "Term", ["text", "id", "url"], format_func={"text": "Text", "id": "Item id", "url": "Image URL"}.get, key="terms.kind"
+        )
         value = value_col.text_input("Value", key="terms.value", placeholder="e.g. night, an item id, or https://…")
         sign = sign_col.segmented_control("Sign", ["+", "−"], default="+", key="terms.sign")
         weight = weight_col.number_input("Weight", value=1.0, min_value=0.0, max_value=10.0, step=0.25, key="terms.weight")
@@ -172,11 +198,17 @@ def _sidebar() -> SearchOptions:
     chosen = filters.search_filters("search.f")
     st.header("Results", anchor=False)
     per_page = int(st.selectbox("Per page", PER_PAGE, index=1, key="search.per_page"))
-    threshold = st.slider("Minimum score", 0.0, 1.0, 0.0, 0.01, key="search.threshold", help="Hide results scoring below this cosine similarity.")
+    threshold = st.slider(
+        "Minimum score", 0.0, 1.0, 0.0, 0.01, key="search.threshold", help="Hide results scoring below this cosine similarity."
+    )
     dedup = st.toggle("Collapse near-duplicates", value=False, key="search.dedup")
-    explain = st.toggle("Explain scores", value=False, key="search.explain", help="Show each query term's share of a result's score.")
+    explain = st.toggle(
+        "Explain scores", value=False, key="search.explain", help="Show each query term's share of a result's score."
+    )
     offset = query_state.page(st.session_state) * per_page
-    return SearchOptions(limit=per_page, offset=offset, score_threshold=threshold or None, dedup=dedup, explain=explain, filters=chosen)
+    return SearchOptions(
+        limit=per_page, offset=offset, score_threshold=threshold or None, dedup=dedup, explain=explain, filters=chosen
+    )
 
 
 # --- searching -------------------------------------------------------------------------------------
@@ -223,14 +255,23 @@ def _show_query_error(error: ApiError, slot, query: Query) -> None:
 def _card_actions() -> list[CardAction]:
     state = st.session_state
     return [
-        CardAction("Similar", ":material/auto_awesome:", "More like this", lambda hit: query_state.show_similar(state, hit.id, hit.title)),
+        CardAction(
+            "Similar", ":material/auto_awesome:", "More like this", lambda hit: query_state.show_similar(state, hit.id, hit.title)
+        ),
         CardAction("", ":material/add_circle:", "Use as query: add this item to the query", lambda hit: _add_item(hit, 1.0)),
-        CardAction("", ":material/do_not_disturb_on:", f"Subtract from query (weight {SUBTRACT_WEIGHT:g})", lambda hit: _add_item(hit, SUBTRACT_WEIGHT)),
+        CardAction(
+            "",
+            ":material/do_not_disturb_on:",
+            f"Subtract from query (weight {SUBTRACT_WEIGHT:g})",
+            lambda hit: _add_item(hit, SUBTRACT_WEIGHT),
+        ),
     ]
 
 
 def _add_item(hit: Hit, weight: float) -> None:
-    query_state.add_term(st.session_state, BuilderTerm("id", hit.id, weight=weight, label=hit.title, thumbnail_url=hit.thumbnail_url))
+    query_state.add_term(
+        st.session_state, BuilderTerm("id", hit.id, weight=weight, label=hit.title, thumbnail_url=hit.thumbnail_url)
+    )
 
 
 def _results(page: SearchPage, options: SearchOptions) -> None:
@@ -268,9 +309,24 @@ def _pager(page: SearchPage) -> None:
     if number == 0 and not page.has_more:
         return
     with st.container(horizontal=True, horizontal_alignment="center", vertical_alignment="center"):
-        st.button("Previous", icon=":material/chevron_left:", key="search.prev", disabled=number == 0, on_click=query_state.set_page, args=(state, number - 1))
+        st.button(
+            "Previous",
+            icon=":material/chevron_left:",
+            key="search.prev",
+            disabled=number == 0,
+            on_click=query_state.set_page,
+            args=(state, number - 1),
+        )
         st.markdown(f"Page **{number + 1}**")
-        st.button("Next", icon=":material/chevron_right:", icon_position="right", key="search.next", disabled=not page.has_more, on_click=query_state.set_page, args=(state, number + 1))
+        st.button(
+            "Next",
+            icon=":material/chevron_right:",
+            icon_position="right",
+            key="search.next",
+            disabled=not page.has_more,
+            on_click=query_state.set_page,
+            args=(state, number + 1),
+        )
 
 
 def _no_results(options: SearchOptions) -> None:
@@ -286,12 +342,20 @@ def _no_results(options: SearchOptions) -> None:
 def _similar_results(api: ApiClient, similar: query_state.SimilarTo, options: SearchOptions) -> None:
     with st.container(horizontal=True, vertical_alignment="center"):
         st.info(f"More like **{similar.label}**", icon=":material/auto_awesome:")
-        st.button("Back to query", icon=":material/arrow_back:", key="similar.back", on_click=query_state.leave_similar, args=(st.session_state,))
+        st.button(
+            "Back to query",
+            icon=":material/arrow_back:",
+            key="similar.back",
+            on_click=query_state.leave_similar,
+            args=(st.session_state,),
+        )
     page = components.attempt(lambda: api.similar(similar.id, options), "More like this")
     if page is None:
         return
     if not page.hits:
-        components.empty_state("Nothing similar", "No other indexed item is close to this one within the filters.", icon=":material/search_off:")
+        components.empty_state(
+            "Nothing similar", "No other indexed item is close to this one within the filters.", icon=":material/search_off:"
+        )
         return
     filters.remember(page.hits)
     _summary(page)

@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui import components
 from ui import format as fmt
-from ui.client import ApiClient, ApiError, Health, Stats
+from ui.client import ApiError, Health, Stats
 
 KIND_ORDER = ("image", "frame", "segment", "product")
 NO_BROKER = "The API reports no broker: it runs ingest jobs in its own process (embedded mode)."
@@ -53,7 +53,9 @@ def _counts(stats: Stats) -> None:
     st.subheader("Indexed", anchor=False)
     kinds = [k for k in KIND_ORDER if k in stats.points] + [k for k in stats.points if k not in KIND_ORDER]
     if not stats.total_points:
-        components.empty_state("Nothing indexed yet", "Start a job on the Ingest page, or run `mmsearch demo`.", icon=":material/inventory_2:")
+        components.empty_state(
+            "Nothing indexed yet", "Start a job on the Ingest page, or run `mmsearch demo`.", icon=":material/inventory_2:"
+        )
         return
     with st.container(horizontal=True):
         for kind in kinds:

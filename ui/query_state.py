@@ -44,7 +44,7 @@ class BuilderTerm:
 
 @dataclass(frozen=True)
 class SimilarTo:
-    """"More like this": the item whose neighbours the page shows instead of the query."""
+    """ "More like this": the item whose neighbours the page shows instead of the query."""
 
     id: str
     label: str

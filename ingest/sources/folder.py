@@ -21,8 +21,23 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif"}
 )
 VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".mts",
-     ".m2ts", ".3gp", ".ogv"}  # fmt: skip
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".wmv",
+        ".flv",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".3gp",
+        ".ogv",
+    }
 )
 
 
@@ -92,9 +107,7 @@ def walk_folder(root: Path, file_filter: FileFilter = FileFilter()) -> Iterator[
         stack.extend(reversed(subfolders))  # depth-first, in name order
 
 
-def _visit(
-    entry: os.DirEntry[str], root: Path, file_filter: FileFilter, subfolders: list[Path]
-) -> FolderEntry | Problem | None:
+def _visit(entry: os.DirEntry[str], root: Path, file_filter: FileFilter, subfolders: list[Path]) -> FolderEntry | Problem | None:
     path = Path(entry.path)
     relative = PurePosixPath(path.relative_to(root).as_posix())
     try:

@@ -14,9 +14,15 @@ from html.parser import HTMLParser
 from urllib.parse import urldefrag, urljoin, urlparse
 
 _OG_MEDIA = {
-    "og:image", "og:image:url", "og:image:secure_url", "og:video", "og:video:url",
-    "og:video:secure_url", "twitter:image", "twitter:image:src",
-}  # fmt: skip
+    "og:image",
+    "og:image:url",
+    "og:image:secure_url",
+    "og:video",
+    "og:video:url",
+    "og:video:secure_url",
+    "twitter:image",
+    "twitter:image:src",
+}
 _LAZY_SRC = ("data-src", "data-original", "data-lazy-src")
 
 

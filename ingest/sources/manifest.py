@@ -28,8 +28,7 @@ TITLE_COLUMNS = ("title", "name", "product_name")
 CATEGORY_COLUMNS = ("category", "product_category", "type")
 BRAND_COLUMNS = ("brand", "manufacturer", "vendor")
 PRICE_COLUMNS = ("price", "sale_price", "amount")
-IMAGE_COLUMNS = ("images", "image", "image_url", "image_urls", "image_path", "image_paths", "photo", "photos",
-                 "img", "picture")  # fmt: skip
+IMAGE_COLUMNS = ("images", "image", "image_url", "image_urls", "image_path", "image_paths", "photo", "photos", "img", "picture")
 _IMAGE_SEPARATORS = re.compile(r"\s*[|;\n]\s*")
 _PRICE_NUMBER = re.compile(r"-?\d[\d\s,.']*")
 

@@ -99,9 +99,7 @@ def open_video(loaded: Loaded) -> VideoInfo:
     return probe_video(loaded.path)
 
 
-def prepare_frames(
-    loaded: Loaded, info: VideoInfo, config: DecodeConfig, preprocess: Preprocess
-) -> Iterator[PreparedFrame]:
+def prepare_frames(loaded: Loaded, info: VideoInfo, config: DecodeConfig, preprocess: Preprocess) -> Iterator[PreparedFrame]:
     """Sampled frames of a video, each thumbnailed and preprocessed, in time order."""
     video_id = loaded.item.media_id
     for frame in sample_frames(loaded.path, config.plan, info):

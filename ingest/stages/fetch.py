@@ -40,9 +40,7 @@ def fetch_remote(item: MediaItem, settings: Settings, fetcher: Fetcher) -> Media
     if item.product is not None:  # a changed manifest row must re-index an unchanged photo
         content_hash = hashlib.sha256(f"{item.fingerprint}:{downloaded.sha256}".encode()).hexdigest()
     kind = item.kind if item.product is not None else ("image" if found.is_image else "video")
-    return replace(
-        item, kind=kind, local_copy=str(final), size=downloaded.size, content_hash=content_hash, fetched_at=fetched_at
-    )
+    return replace(item, kind=kind, local_copy=str(final), size=downloaded.size, content_hash=content_hash, fetched_at=fetched_at)
 
 
 def download_path(settings: Settings, media_id: str, mime: str | None) -> Path:

@@ -68,8 +68,14 @@ def segment_points(
     for window in windows:
         members = [frames[i] for i in window.indices]
         pooled = mean_pool([f.vector for f in members])
-        payload = {**base, "kind": "segment", "t_start": window.t_start, "t_end": window.t_end,
-                   "n_frames": len(members), "thumb": members[0].thumb}  # fmt: skip
+        payload = {
+            **base,
+            "kind": "segment",
+            "t_start": window.t_start,
+            "t_end": window.t_end,
+            "n_frames": len(members),
+            "thumb": members[0].thumb,
+        }
         pid = point_id(model, video_id, "segment", t=window.t_start, t_end=window.t_end)
         points.append(Point(pid, pooled, payload))
     return points

@@ -90,11 +90,18 @@ class Recorder:
         if outcome.kind != catalog_kind(item.kind):  # the bytes disagreed with the extension
             self.catalog.upsert_media(item.uri, kind=outcome.kind, source_id=item.source_id, status="pending")
         self.catalog.set_media_status(
-            item.media_id, "indexed", point_count=len(outcome.points), model=self.model,
-            thumbnail=outcome.thumb, content_hash=outcome.content_hash, width=outcome.width,
-            height=outcome.height, duration=outcome.duration, metadata=outcome.metadata,
+            item.media_id,
+            "indexed",
+            point_count=len(outcome.points),
+            model=self.model,
+            thumbnail=outcome.thumb,
+            content_hash=outcome.content_hash,
+            width=outcome.width,
+            height=outcome.height,
+            duration=outcome.duration,
+            metadata=outcome.metadata,
             job_id=self.tracker.job_id,
-        )  # fmt: skip
+        )
 
     def _mark_failed(self, outcome: Failed) -> None:
         mark_failed(self.catalog, self.tracker.job_id, outcome)
@@ -114,9 +121,12 @@ def mark_failed(catalog: Catalog, job_id: str, outcome: Failed) -> None:
     """Record the item as failed with its reason (creating its row if it never got one)."""
     item = outcome.item
     catalog.upsert_media(
-        item.uri, kind=catalog_kind(item.kind), source_id=item.source_id, status="failed",
-        error=outcome.reason, job_id=job_id,
-    )  # fmt: skip
+        item.uri,
+        kind=catalog_kind(item.kind),
+        source_id=item.source_id,
+        status="failed",
+        error=outcome.reason,
+        job_id=job_id,
+    )
     if item.had_points:
         catalog.set_media_status(item.media_id, "failed", outcome.reason, point_count=0)
-

@@ -86,9 +86,7 @@ def _warm_up(services: Services) -> str | None:
     """Load the model and open the store and catalog; a failure is reported by /readyz, and
     each request that needs the broken part answers 503 with the reason."""
     try:
-        services.embedder
-        services.store
-        services.catalog
+        _ = services.embedder, services.store, services.catalog  # opened here, once
     except MMSearchError as exc:
         log.error("mmsearch API starting without a working %s", exc)
         return str(exc)

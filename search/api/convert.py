@@ -36,9 +36,26 @@ from search.query import IdTerm, ImageTerm, Term, TextTerm, UrlTerm, parse_query
 
 # Payload fields shown as first-class result fields; everything else goes to metadata/product.fields.
 _KNOWN = {
-    "kind", "media_id", "source", "uri", "path", "dirs", "name", "taken_at", "size_bytes", "width", "height",
-    "thumb", "model", "video_id", "t", "duration", "t_start", "t_end", "n_frames",
-}  # fmt: skip
+    "kind",
+    "media_id",
+    "source",
+    "uri",
+    "path",
+    "dirs",
+    "name",
+    "taken_at",
+    "size_bytes",
+    "width",
+    "height",
+    "thumb",
+    "model",
+    "video_id",
+    "t",
+    "duration",
+    "t_start",
+    "t_end",
+    "n_frames",
+}
 _PRODUCT = {"product_id", "title", "category", "brand", "price"}
 
 

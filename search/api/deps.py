@@ -71,10 +71,18 @@ async def filter_query(
 ) -> FiltersIn:
     """The common filters as query parameters (GET endpoints and multipart uploads)."""
     return _validated(
-        FiltersIn, "query",
-        kinds=kind, sources=source, path_prefix=path_prefix, taken_after=taken_after, taken_before=taken_before,
-        categories=category, brands=brand, min_price=min_price, max_price=max_price,
-    )  # fmt: skip
+        FiltersIn,
+        "query",
+        kinds=kind,
+        sources=source,
+        path_prefix=path_prefix,
+        taken_after=taken_after,
+        taken_before=taken_before,
+        categories=category,
+        brands=brand,
+        min_price=min_price,
+        max_price=max_price,
+    )
 
 
 async def options_query(
@@ -92,11 +100,20 @@ async def options_query(
 ) -> QueryOptions:
     """Search options as query parameters, for endpoints whose body is an upload."""
     return _validated(
-        QueryOptions, "query",
-        target=target, pooling=pooling, k=k, per_video=per_video, limit=limit, offset=offset,
-        score_threshold=score_threshold, dedup=dedup, dedup_threshold=dedup_threshold, explain=explain,
+        QueryOptions,
+        "query",
+        target=target,
+        pooling=pooling,
+        k=k,
+        per_video=per_video,
+        limit=limit,
+        offset=offset,
+        score_threshold=score_threshold,
+        dedup=dedup,
+        dedup_threshold=dedup_threshold,
+        explain=explain,
         filters=filters,
-    )  # fmt: skip
+    )
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -107,6 +124,4 @@ def _validated(model: type[M], where: str, **values: Any) -> M:
     try:
         return model(**values)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": (where, *e.get("loc", ()))} for e in exc.errors(include_url=False)]
-        ) from exc
+        raise RequestValidationError([{**e, "loc": (where, *e.get("loc", ()))} for e in exc.errors(include_url=False)]) from exc

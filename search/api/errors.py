@@ -56,9 +56,13 @@ _TABLE: tuple[tuple[type[MMSearchError], int, str], ...] = (
     (ConfigError, 503, "config_error"),
 )
 _HTTP_KINDS = {
-    401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
     503: "unavailable",
-}  # fmt: skip
+}
 
 
 def status_for(exc: MMSearchError) -> tuple[int, str]:

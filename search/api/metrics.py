@@ -30,21 +30,33 @@ class Metrics:
             "mmsearch_http_requests_total", "HTTP requests by route and status", ["method", "route", "status"], registry=r
         )
         self.request_seconds = Histogram(
-            "mmsearch_http_request_seconds", "HTTP request latency by route", ["method", "route"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "mmsearch_http_request_seconds",
+            "HTTP request latency by route",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.query_seconds = Histogram(
-            "mmsearch_query_seconds", "Search latency (whole query) by query type and target", ["query_type", "target"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "mmsearch_query_seconds",
+            "Search latency (whole query) by query type and target",
+            ["query_type", "target"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.encode_seconds = Histogram(
-            "mmsearch_query_encode_seconds", "Time in the model (and image fetch/decode) per search", ["query_type"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "mmsearch_query_encode_seconds",
+            "Time in the model (and image fetch/decode) per search",
+            ["query_type"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.store_seconds = Histogram(
-            "mmsearch_query_store_seconds", "Time in the vector store per search", ["target"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "mmsearch_query_store_seconds",
+            "Time in the vector store per search",
+            ["target"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.results = Counter("mmsearch_query_results_total", "Results returned", ["target"], registry=r)
         self.query_errors = Counter(
             "mmsearch_query_errors_total", "Requests refused or failed, by error kind", ["error"], registry=r

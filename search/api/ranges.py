@@ -59,7 +59,9 @@ def file_response(path: Path, media_type: str | None, range_header: str | None) 
         return Response(status_code=416, headers={**common, "Content-Range": f"bytes */{size}"})
     if wanted is None:
         if range_header:  # ignored Range: send everything without FileResponse re-reading it
-            return StreamingResponse(_read(path, 0, size - 1), media_type=media_type, headers={**common, "Content-Length": str(size)})
+            return StreamingResponse(
+                _read(path, 0, size - 1), media_type=media_type, headers={**common, "Content-Length": str(size)}
+            )
         return FileResponse(path, media_type=media_type, headers=common)
     start, end = wanted
     headers = {**common, "Content-Range": f"bytes {start}-{end}/{size}", "Content-Length": str(end - start + 1)}

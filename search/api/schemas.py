@@ -17,9 +17,7 @@ PoolingName = Literal["topk", "mean"]
 ShortText = Annotated[str, Field(min_length=1, max_length=1000)]
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
 HttpUrlText = Annotated[str, Field(min_length=8, max_length=4096, pattern=r"^https?://")]
-Base64Image = Annotated[
-    str, Field(min_length=1, description="image bytes in base64 (a data: URL prefix is accepted)")
-]
+Base64Image = Annotated[str, Field(min_length=1, description="image bytes in base64 (a data: URL prefix is accepted)")]
 Weight = Annotated[float, Field(ge=-100, le=100, description="term weight; negative pushes away")]
 
 _STRICT = ConfigDict(extra="forbid")
@@ -42,7 +40,7 @@ class TermIn(BaseModel):
     weight: Weight = 1.0
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "TermIn":
+    def _exactly_one(self) -> TermIn:
         given = [name for name in ("text", "image", "url", "id") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError("a term needs exactly one of text, image, url or id")
@@ -57,13 +55,13 @@ class RangeIn(BaseModel):
     lte: float | None = None
 
     @model_validator(mode="after")
-    def _one_side(self) -> "RangeIn":
+    def _one_side(self) -> RangeIn:
         if self.gte is None and self.lte is None:
             raise ValueError("a range needs gte, lte or both")
         return self
 
 
-FieldValue = Union[StrictStr, StrictInt, list[Union[StrictStr, StrictInt]], RangeIn]
+FieldValue = Union[StrictStr, StrictInt, list[StrictStr | StrictInt], RangeIn]
 Timestamp = Union[float, datetime]
 
 
@@ -148,7 +146,7 @@ class SearchIn(QueryOptions):
     negative: list[Identifier] = Field(default_factory=list, max_length=32, description="example ids to be unlike")
 
     @model_validator(mode="after")
-    def _one_way_of_asking(self) -> "SearchIn":
+    def _one_way_of_asking(self) -> SearchIn:
         given = [n for n in ("text", "query", "terms", "image", "url", "id") if getattr(self, n) is not None]
         if self.positive:
             given.append("positive")
@@ -165,9 +163,7 @@ class SearchIn(QueryOptions):
 class IngestIn(BaseModel):
     """What to index; at least one of paths, url_lists, crawl or manifests."""
 
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"paths": ["/data/photos"], "include": ["*.jpg"]}]}
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"paths": ["/data/photos"], "include": ["*.jpg"]}]})
 
     paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=list, max_length=1000)
     url_lists: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=list, max_length=100)
@@ -178,7 +174,7 @@ class IngestIn(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, description="per-job overrides, e.g. crawl depth")
 
     @model_validator(mode="after")
-    def _something(self) -> "IngestIn":
+    def _something(self) -> IngestIn:
         if not (self.paths or self.url_lists or self.crawl or self.manifests):
             raise ValueError("nothing to ingest: give paths, url_lists, crawl or manifests")
         return self

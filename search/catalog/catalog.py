@@ -144,19 +144,16 @@ class Catalog:
 
     # -- sources -----------------------------------------------------------------------------
 
-    def upsert_source(
-        self, kind: SourceKind, uri: str, options: dict[str, Any] | None = None
-    ) -> SourceRecord:
+    def upsert_source(self, kind: SourceKind, uri: str, options: dict[str, Any] | None = None) -> SourceRecord:
         """Register a source, or replace the options of the same (kind, uri)."""
         _check_choice("source kind", kind, SOURCE_KINDS)
         _check_text("source uri", uri)
         sid = source_id(kind, uri)
         with self._write() as conn:
             row = {"id": sid, "kind": kind, "uri": uri, "options": clean_json(options or {})}
-            if not _insert_ignore(conn, sources, {**row, "created_at": utcnow()}):
-                if options is not None:
-                    stmt = update(sources).where(sources.c.id == sid)
-                    conn.execute(stmt.values(options=clean_json(options)))
+            if not _insert_ignore(conn, sources, {**row, "created_at": utcnow()}) and options is not None:
+                stmt = update(sources).where(sources.c.id == sid)
+                conn.execute(stmt.values(options=clean_json(options)))
             return _source(conn, sid)
 
     def get_source(self, source_id: str) -> SourceRecord:
@@ -229,18 +226,32 @@ class Catalog:
         _check_choice("media kind", kind, MEDIA_KINDS)
         state = _status_values(status, error)
         known = _given(
-            content_hash=content_hash, size_bytes=size_bytes, mtime=mtime, width=width,
-            height=height, duration=duration, thumbnail=thumbnail, job_id=job_id,
+            content_hash=content_hash,
+            size_bytes=size_bytes,
+            mtime=mtime,
+            width=width,
+            height=height,
+            duration=duration,
+            thumbnail=thumbnail,
+            job_id=job_id,
             source_id=source_id,
-        )  # fmt: skip
+        )
         mid = media_id(uri)
         with self._write() as conn:
             if source_id is not None:
                 _source(conn, source_id)
             now = utcnow()
-            fresh = {"id": mid, "uri": uri, "kind": kind, "metadata": clean_json(metadata or {}),
-                     "created_at": now, "updated_at": now, "point_count": 0,
-                     **known, **state}  # fmt: skip
+            fresh = {
+                "id": mid,
+                "uri": uri,
+                "kind": kind,
+                "metadata": clean_json(metadata or {}),
+                "created_at": now,
+                "updated_at": now,
+                "point_count": 0,
+                **known,
+                **state,
+            }
             if not _insert_ignore(conn, media, fresh):
                 _update_media(conn, mid, {"kind": kind, **known, **state}, metadata, now)
             return _media(conn, mid)
@@ -270,17 +281,22 @@ class Catalog:
             raise ValueError(f"point_count must be >= 0, got {point_count}")
         values = {
             **_status_values(status, error),
-            **_given(point_count=point_count, model=model, thumbnail=thumbnail,
-                     content_hash=content_hash, width=width, height=height,
-                     duration=duration, job_id=job_id),
-        }  # fmt: skip
+            **_given(
+                point_count=point_count,
+                model=model,
+                thumbnail=thumbnail,
+                content_hash=content_hash,
+                width=width,
+                height=height,
+                duration=duration,
+                job_id=job_id,
+            ),
+        }
         with self._write() as conn:
             _update_media(conn, media_id, values, metadata, utcnow())
             return _media(conn, media_id)
 
-    def media_for_source(
-        self, source_id: str, status: MediaStatus | None = None
-    ) -> list[MediaRecord]:
+    def media_for_source(self, source_id: str, status: MediaStatus | None = None) -> list[MediaRecord]:
         """Items of one source, optionally in one status, in URI order ([] for unknown ids)."""
         stmt = select(media).where(media.c.source_id == source_id).order_by(media.c.uri)
         if status is not None:
@@ -304,9 +320,7 @@ class Catalog:
             for chunk in _chunks([r.id for r in gone], _ID_CHUNK):
                 stmt = update(media).where(media.c.id.in_(chunk))
                 conn.execute(stmt.values(status="deleted", error=None, updated_at=now))
-        return [
-            replace(_media_record(r), status="deleted", error=None, updated_at=now) for r in gone
-        ]
+        return [replace(_media_record(r), status="deleted", error=None, updated_at=now) for r in gone]
 
     def is_unchanged(
         self,
@@ -335,9 +349,7 @@ class Catalog:
 
     def counts_by_kind_and_status(self) -> dict[str, dict[str, int]]:
         """``{"image": {"indexed": 10, "failed": 1}, …}`` for /stats; absent pairs are zero."""
-        stmt = select(media.c.kind, media.c.status, func.count()).group_by(
-            media.c.kind, media.c.status
-        )
+        stmt = select(media.c.kind, media.c.status, func.count()).group_by(media.c.kind, media.c.status)
         counts: dict[str, dict[str, int]] = {}
         with self._read() as conn:
             for kind, status, n in conn.execute(stmt):
@@ -349,9 +361,17 @@ class Catalog:
     def create_job(self, kind: str, params: dict[str, Any] | None = None) -> JobRecord:
         """A queued job with a fresh UUID; ``params`` is whatever the runner needs to redo it."""
         _check_text("job kind", kind)
-        job = {"id": str(uuid.uuid4()), "kind": kind, "params": clean_json(params or {}),
-               "status": "queued", "discovered": 0, "indexed": 0, "skipped": 0, "failed": 0,
-               "created_at": utcnow()}  # fmt: skip
+        job = {
+            "id": str(uuid.uuid4()),
+            "kind": kind,
+            "params": clean_json(params or {}),
+            "status": "queued",
+            "discovered": 0,
+            "indexed": 0,
+            "skipped": 0,
+            "failed": 0,
+            "created_at": utcnow(),
+        }
         with self._write() as conn:
             conn.execute(jobs.insert().values(job))
             return _job(conn, job["id"])
@@ -395,9 +415,7 @@ class Catalog:
         """Ask a job to stop; workers see it in the record ``add_to_job``/``start_job`` return."""
         return self.finish_job(job_id, "cancelled")
 
-    def add_to_job(
-        self, job_id: str, discovered: int = 0, indexed: int = 0, skipped: int = 0, failed: int = 0
-    ) -> JobRecord:
+    def add_to_job(self, job_id: str, discovered: int = 0, indexed: int = 0, skipped: int = 0, failed: int = 0) -> JobRecord:
         """Atomically add to the counters (``SET n = n + :d`` in SQL, so concurrent workers in
         any number of processes never lose an update) and return the job as it now stands."""
         deltas = dict(discovered=discovered, indexed=indexed, skipped=skipped, failed=failed)

@@ -41,16 +41,13 @@ def parse_url(url: str) -> URL:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigError(
-            f"catalog URL {parsed.render_as_string(hide_password=True)!r}: "
-            "only sqlite:///PATH and postgresql://… are supported"
+            f"catalog URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:///PATH and postgresql://… are supported"
         )
     return parsed
 
 
 def is_memory_sqlite(url: URL) -> bool:
-    return url.get_backend_name() == "sqlite" and (
-        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
-    )
+    return url.get_backend_name() == "sqlite" and (url.database in (None, "", ":memory:") or url.query.get("mode") == "memory")
 
 
 def create_catalog_engine(url: URL) -> Engine:

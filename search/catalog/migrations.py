@@ -52,16 +52,18 @@ def _step_1_initial(conn: Connection) -> None:
     md = MetaData()
     Table(VERSION_TABLE, md, Column("version", Integer, primary_key=True, autoincrement=False))
     Table(
-        "sources", md,
+        "sources",
+        md,
         Column("id", String(36), primary_key=True),
         Column("kind", String(16), nullable=False),
         Column("uri", Text, nullable=False),
         Column("options", json_type(), nullable=False),
         Column("created_at", UtcDateTime(), nullable=False),
         Column("last_scan_at", UtcDateTime(), nullable=True),
-    )  # fmt: skip
+    )
     Table(
-        "media", md,
+        "media",
+        md,
         Column("id", String(36), primary_key=True),
         Column("source_id", String(36), ForeignKey("sources.id", ondelete="CASCADE")),
         Column("uri", Text, nullable=False),
@@ -78,9 +80,10 @@ def _step_1_initial(conn: Connection) -> None:
         Column("created_at", UtcDateTime(), nullable=False),
         Column("updated_at", UtcDateTime(), nullable=False),
         Index("ix_media_source_status", "source_id", "status"),
-    )  # fmt: skip
+    )
     Table(
-        "jobs", md,
+        "jobs",
+        md,
         Column("id", String(36), primary_key=True),
         Column("kind", String(32), nullable=False),
         Column("params", json_type(), nullable=False),
@@ -93,7 +96,7 @@ def _step_1_initial(conn: Connection) -> None:
         Column("started_at", UtcDateTime()),
         Column("finished_at", UtcDateTime()),
         Index("ix_jobs_created_at", "created_at"),
-    )  # fmt: skip
+    )
     md.create_all(conn)
 
 
@@ -111,14 +114,15 @@ def _step_2_thumbnails_models_failures(conn: Connection) -> None:
     media = Table("media", md, Column("kind", String(16)), Column("status", String(16)))
     Index("ix_media_kind_status", media.c.kind, media.c.status).create(conn)
     Table(
-        "job_failures", md,
+        "job_failures",
+        md,
         Column("id", ROWID, primary_key=True, autoincrement=True),
         Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
         Column("uri", Text, nullable=False),
         Column("reason", Text, nullable=False),
         Column("at", UtcDateTime(), nullable=False),
         Index("ix_job_failures_job", "job_id", "id"),
-    ).create(conn)  # fmt: skip
+    ).create(conn)
 
 
 STEPS: dict[int, Step] = {1: _step_1_initial, 2: _step_2_thumbnails_models_failures}

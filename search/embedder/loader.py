@@ -32,9 +32,7 @@ class LoadedModel:
     tokenizer: Callable[..., torch.Tensor]
 
 
-def load_open_clip(
-    spec: ModelSpec, device: torch.device, precision: str, cache_dir: str | None, offline: bool
-) -> LoadedModel:
+def load_open_clip(spec: ModelSpec, device: torch.device, precision: str, cache_dir: str | None, offline: bool) -> LoadedModel:
     """Build model, eval preprocessing and tokenizer for ``spec`` on ``device``."""
     import open_clip
 

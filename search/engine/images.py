@@ -33,9 +33,7 @@ class ResultPage:
     store_ms: float
 
 
-def image_results(
-    services: Services, request: SearchRequest, prepared: PreparedQuery, flt: Filter, limit: int
-) -> ResultPage:
+def image_results(services: Services, request: SearchRequest, prepared: PreparedQuery, flt: Filter, limit: int) -> ResultPage:
     """A page of point results; duplicates collapse when asked, or by default for products."""
     fetch = _Fetcher(services, prepared, flt, request.score_threshold)
     dedup = request.dedup
@@ -60,7 +58,7 @@ def image_results(
 
 
 def _collapsed(
-    fetch: "_Fetcher", hits: list[Hit], request: SearchRequest, limit: int, threshold: float
+    fetch: _Fetcher, hits: list[Hit], request: SearchRequest, limit: int, threshold: float
 ) -> tuple[list[ResultItem], bool]:
     """Group a window of hits from the top and return the requested page of groups."""
     wanted = request.offset + limit
@@ -70,10 +68,7 @@ def _collapsed(
     vectors = np.stack([h.vector for h in hits]) if hits else np.zeros((0, 1), np.float32)
     groups = duplicate_groups(vectors, threshold)
     page = groups[request.offset : wanted]
-    items = [
-        _item(hits[g.keep], fetch.prepared, request.explain, tuple(hits[i].id for i in g.duplicates))
-        for g in page
-    ]
+    items = [_item(hits[g.keep], fetch.prepared, request.explain, tuple(hits[i].id for i in g.duplicates)) for g in page]
     return items, len(groups) > wanted or len(hits) >= window
 
 

@@ -34,7 +34,7 @@ class MediaInfo:
     uri: str | None
     name: str | None
     payload: Mapping[str, Any]  # a representative point's payload ({} if only the catalog knows it)
-    record: "MediaRecord | None"
+    record: MediaRecord | None
     points: int  # vectors this item has in the store
 
 
@@ -62,14 +62,14 @@ def media_info(services: Services, media_id: str) -> MediaInfo:
     return MediaInfo(media_id, kind, uri, name, payload, record, points)
 
 
-def _record(services: Services, media_id: str) -> "MediaRecord | None":
+def _record(services: Services, media_id: str) -> MediaRecord | None:
     try:
         return services.catalog.get_media(media_id)
     except NotFound:
         return None
 
 
-def _media_kind(payload: Mapping[str, Any], record: "MediaRecord | None") -> str:
+def _media_kind(payload: Mapping[str, Any], record: MediaRecord | None) -> str:
     kind = str(payload.get("kind") or (record.kind if record else "image"))
     return "video" if kind in VIDEO_POINT_KINDS else kind
 

@@ -40,9 +40,12 @@ def prepare(services: Services, request: SearchRequest) -> PreparedQuery:
         encoded = encode_terms(services, request.terms, ensemble=request.ensemble)
         composition = compose(encoded.vectors, [t.weight for t in request.terms])
         return PreparedQuery(
-            composition.vector, composition, terms=encoded.infos,
-            encode_ms=encoded.encode_ms, store_ms=encoded.store_ms,
-        )  # fmt: skip
+            composition.vector,
+            composition,
+            terms=encoded.infos,
+            encode_ms=encoded.encode_ms,
+            store_ms=encoded.store_ms,
+        )
     return _prepare_examples(services, request)
 
 
@@ -57,10 +60,9 @@ def _prepare_examples(services: Services, request: SearchRequest) -> PreparedQue
     )
     stored_points = all(h.payload.get("kind") != "video" for h in pos + neg)
     if request.target == "images" and stored_points:
-        return PreparedQuery(
-            None, None, tuple(h.id for h in pos), tuple(h.id for h in neg), media, terms, store_ms=store_ms
-        )
+        return PreparedQuery(None, None, tuple(h.id for h in pos), tuple(h.id for h in neg), media, terms, store_ms=store_ms)
     vector = examples_vector(
-        np.stack([h.vector for h in pos]), np.stack([h.vector for h in neg]) if neg else None  # type: ignore[misc]
+        np.stack([h.vector for h in pos]),
+        np.stack([h.vector for h in neg]) if neg else None,  # type: ignore[misc]
     )
     return PreparedQuery(vector, None, example_media=media, terms=terms, store_ms=store_ms)

@@ -46,7 +46,7 @@ class SearchRequest:
     allow_files: bool = False  # file: terms read the local disk: the CLI only
 
     @classmethod
-    def from_query(cls, text: str, **options: object) -> "SearchRequest":
+    def from_query(cls, text: str, **options: object) -> SearchRequest:
         """Parse the compact syntax (``"beach" + id:42 - 0.5*"people"``) into a request."""
         return cls(terms=tuple(parse_query(text)), **options)  # type: ignore[arg-type]
 

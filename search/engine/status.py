@@ -81,4 +81,3 @@ def _probe(name: str, action: Callable[[], str]) -> Check:
     except Exception as exc:  # a probe reports every failure instead of failing the endpoint
         detail, ok = f"{type(exc).__name__}: {exc}", False
     return Check(name, ok, detail, round((time.perf_counter() - started) * 1000, 2))
-

@@ -92,9 +92,7 @@ def video_results(
         durations = {v: float(p.get("duration") or 0.0) for v, p in payloads.items()}
         windows = {v: topk_windows(fs, durations.get(v, 0.0), params, frame_floor) for v, fs in by_video.items()}
         window_floor = frame_floor
-    moments = {
-        v: video_moments(ws, by_video.get(v, []), params, window_floor, frame_floor) for v, ws in windows.items()
-    }
+    moments = {v: video_moments(ws, by_video.get(v, []), params, window_floor, frame_floor) for v, ws in windows.items()}
     frame_payloads = {h.id: h.payload for h in frame_hits}
     if request.target == "moments":
         ranked = [m for m in rank_moments(moments) if _above(m.score, request.score_threshold)]
@@ -120,7 +118,9 @@ def video_results(
 def video_filter_spec(spec: FilterSpec) -> FilterSpec:
     """Video targets choose frames and segments themselves; a kind filter may only allow them."""
     if spec.kinds and not {"frame", "segment"} & set(spec.kinds):
-        raise BadFilter(f"The kind filter {list(spec.kinds)} excludes video frames and segments, which moments and videos are made of.")
+        raise BadFilter(
+            f"The kind filter {list(spec.kinds)} excludes video frames and segments, which moments and videos are made of."
+        )
     to_store_filter(replace(spec, kinds=()))  # every other condition is checked up front
     return replace(spec, kinds=())
 
@@ -198,9 +198,7 @@ def _moment_item(moment: Moment, payload: Mapping[str, Any]) -> ResultItem:
 
 def _video_item(video: str, score: float, moments: Sequence[Moment], payload: Mapping[str, Any]) -> ResultItem:
     best = moments[0].best_point_id if moments else None
-    return ResultItem(
-        point_id=best, media_id=video, kind="video", score=score, payload=payload, moments=tuple(moments)
-    )
+    return ResultItem(point_id=best, media_id=video, kind="video", score=score, payload=payload, moments=tuple(moments))
 
 
 def _explained(store: Any, timer: _Timer, prepared: PreparedQuery, items: list[ResultItem]) -> list[ResultItem]:

@@ -51,7 +51,7 @@ def read_exif(image: Image.Image) -> ExifInfo:
     """Read date taken, camera and GPS position from an opened (not necessarily loaded) image."""
     try:
         exif = image.getexif()
-    except Exception:  # noqa: BLE001 - malformed EXIF blocks raise anything from struct to KeyError
+    except Exception:
         return EMPTY_EXIF
     if not exif:
         return EMPTY_EXIF
@@ -69,7 +69,7 @@ def read_exif(image: Image.Image) -> ExifInfo:
 def _ifd(exif: Image.Exif, tag: int) -> dict[int, Any]:
     try:
         return dict(exif.get_ifd(tag))
-    except Exception:  # noqa: BLE001 - a broken sub-IFD loses only its own fields
+    except Exception:
         return {}
 
 

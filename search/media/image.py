@@ -44,9 +44,7 @@ class DecodedImage:
     frame_count: int = 1  # > 1 for animations; only the first frame is decoded
 
 
-def decode_image(
-    source: bytes | Path, max_pixels: int = 64_000_000, draft_size: int | None = None
-) -> DecodedImage:
+def decode_image(source: bytes | Path, max_pixels: int = 64_000_000, draft_size: int | None = None) -> DecodedImage:
     """Decode ``source`` to RGB with orientation applied; raise MediaError/TooLarge when unusable.
 
     ``draft_size``: the smallest side the caller needs (the model's input size, or the thumbnail
@@ -197,4 +195,3 @@ def _reason(exc: BaseException) -> str:
     if "truncated" in text:
         return f"the file is truncated ({text})"
     return text or type(exc).__name__
-

@@ -55,6 +55,9 @@ _PREFIX = "mmsearch"
 _MAX_NAME = 96  # a folder name and a Qdrant collection name, with room to spare
 _HASH_CHARS = 10
 
+if TYPE_CHECKING:
+    from search.settings import Settings
+
 
 def collection_name(model: str, dim: int) -> str:
     """A readable, filesystem-safe collection name for one model's vector space.
@@ -97,7 +100,7 @@ def _readable_part(spec: str) -> str:
     return Path(spec).name
 
 
-def open_store(settings: "Settings", dim: int, model: str) -> VectorStore:
+def open_store(settings: Settings, dim: int, model: str) -> VectorStore:
     """Open (creating on first use) the collection for ``model`` in the configured store.
 
     Raises StoreUnavailable when the store cannot be reached or its folder is held by another
@@ -125,7 +128,9 @@ def open_store(settings: "Settings", dim: int, model: str) -> VectorStore:
         from search.store.server import open_local
 
         return open_local(None, collection, dim)
-    raise ConfigError(f"MMSEARCH_STORE_URL {url!r} has an unknown scheme {scheme!r}; use edge://, http(s)://, local:// or memory://.")
+    raise ConfigError(
+        f"MMSEARCH_STORE_URL {url!r} has an unknown scheme {scheme!r}; use edge://, http(s)://, local:// or memory://."
+    )
 
 
 def _folder(url: str, rest: str) -> Path:

@@ -101,10 +101,10 @@ class Filter:
     def __bool__(self) -> bool:
         return bool(self.must or self.must_not)
 
-    def and_(self, *conditions: Condition) -> "Filter":
+    def and_(self, *conditions: Condition) -> Filter:
         return Filter(self.must + tuple(conditions), self.must_not)
 
-    def excluding(self, *conditions: Condition) -> "Filter":
+    def excluding(self, *conditions: Condition) -> Filter:
         return Filter(self.must, self.must_not + tuple(conditions))
 
 

@@ -138,8 +138,7 @@ def match_groups(match: Match) -> tuple[list[str], list[int], list[bool]]:
     ints = [v for v in match.values if isinstance(v, int) and not isinstance(v, bool)]
     if len(strings) + len(ints) + len(bools) != len(match.values):
         raise BadQuery(
-            f"The filter on {match.key!r} can match text, whole numbers or true/false; "
-            "use a range for decimal numbers."
+            f"The filter on {match.key!r} can match text, whole numbers or true/false; use a range for decimal numbers."
         )
     return strings, ints, bools
 

@@ -47,9 +47,7 @@ def _match(match: Match) -> ServerCondition:
     a field holding a list matches when any element does."""
     strings, ints, bools = match_groups(match)
     parts: list[models.FieldCondition] = [
-        models.FieldCondition(key=match.key, match=models.MatchAny(any=list(group)))
-        for group in (strings, ints)
-        if group
+        models.FieldCondition(key=match.key, match=models.MatchAny(any=list(group))) for group in (strings, ints) if group
     ]
     parts += [models.FieldCondition(key=match.key, match=models.MatchValue(value=b)) for b in dict.fromkeys(bools)]
     return parts[0] if len(parts) == 1 else models.Filter(should=parts)

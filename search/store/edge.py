@@ -177,7 +177,7 @@ class EdgeStore:
                     shard.flush()
                 shard.close()
 
-    def __enter__(self) -> "EdgeStore":
+    def __enter__(self) -> EdgeStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, ContextManager, TypeVar
+from typing import Any, TypeVar
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -135,9 +136,7 @@ class ServerStore:
         if not wanted:
             return []
         unique = list(dict.fromkeys(wanted))
-        records = self._call(
-            lambda c: c.retrieve(self.collection, ids=unique, with_payload=True, with_vectors=with_vectors)
-        )
+        records = self._call(lambda c: c.retrieve(self.collection, ids=unique, with_payload=True, with_vectors=with_vectors))
         by_id = {hit.id: hit for hit in (to_hit(r, 1.0) for r in records)}
         return [by_id[i] for i in wanted if i in by_id]
 
@@ -175,7 +174,7 @@ class ServerStore:
         if client is not None:
             client.close()
 
-    def __enter__(self) -> "ServerStore":
+    def __enter__(self) -> ServerStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -249,9 +248,7 @@ class ServerStore:
             for name, field_type in INDEXED_FIELDS.items():
                 if name not in existing:
                     schema = SCHEMA_TYPES[field_type]
-                    self._call(
-                        lambda c: c.create_payload_index(self.collection, name, field_schema=schema, wait=True)
-                    )
+                    self._call(lambda c: c.create_payload_index(self.collection, name, field_schema=schema, wait=True))
 
 
 def open_remote(url: str, api_key: str | None, collection: str, dim: int) -> ServerStore:
@@ -288,9 +285,7 @@ def _with_client(client: QdrantClient, collection: str, dim: int, where: str, se
 
 def _to_point_struct(point: Point, dim: int) -> models.PointStruct:
     point_id = require_id(point.id)
-    return models.PointStruct(
-        id=point_id, vector=point_vector(point.vector, dim, point_id), payload=plain_payload(point.payload)
-    )
+    return models.PointStruct(id=point_id, vector=point_vector(point.vector, dim, point_id), payload=plain_payload(point.payload))
 
 
 @contextmanager
@@ -303,8 +298,7 @@ def _server_errors(where: str) -> Iterator[None]:
         raise
     except ResponseHandlingException as exc:
         raise StoreUnavailable(
-            f"Cannot reach the Qdrant server at {where}: {exc}. Is it running, and is "
-            "MMSEARCH_STORE_URL right?"
+            f"Cannot reach the Qdrant server at {where}: {exc}. Is it running, and is MMSEARCH_STORE_URL right?"
         ) from exc
     except UnexpectedResponse as exc:
         raise _http_error(where, exc) from exc
@@ -316,9 +310,7 @@ def _http_error(where: str, exc: UnexpectedResponse) -> MMSearchError:
     status = exc.status_code or 0
     detail = exc.content.decode("utf-8", "replace")[:300] if exc.content else exc.reason_phrase
     if status in (401, 403):
-        return ConfigError(
-            f"The Qdrant server at {where} refused access (HTTP {status}); check MMSEARCH_STORE_API_KEY."
-        )
+        return ConfigError(f"The Qdrant server at {where} refused access (HTTP {status}); check MMSEARCH_STORE_API_KEY.")
     if status in (400, 409, 422):
         return BadQuery(f"The Qdrant server at {where} rejected the request (HTTP {status}): {detail}")
     return StoreUnavailable(f"The Qdrant server at {where} failed (HTTP {status}): {detail}")

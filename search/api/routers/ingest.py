@@ -28,12 +28,19 @@ JobStatusName = Annotated[str | None, Query(pattern="^(" + "|".join(JOB_STATUSES
 def start_ingest(body: IngestIn, state: State, base: BaseUrl, response: Response) -> IngestAccepted:
     """Queue a job and return at once; watch it at ``status_url``."""
     if state.launcher is None:
-        raise HTTPException(503, "This server cannot run ingestion: it was started without an ingest runner. Use `mmsearch ingest` or `mmsearch serve`.")
+        raise HTTPException(
+            503,
+            "This server cannot run ingestion: it was started without an ingest runner. Use `mmsearch ingest` or `mmsearch serve`.",
+        )
     request = IngestRequest(
-        paths=tuple(body.paths), url_lists=tuple(body.url_lists), crawl=tuple(body.crawl),
-        manifests=tuple(body.manifests), include=tuple(body.include), exclude=tuple(body.exclude),
+        paths=tuple(body.paths),
+        url_lists=tuple(body.url_lists),
+        crawl=tuple(body.crawl),
+        manifests=tuple(body.manifests),
+        include=tuple(body.include),
+        exclude=tuple(body.exclude),
         options=dict(body.options),
-    )  # fmt: skip
+    )
     job_id = state.launcher(request)
     url = f"{base}/jobs/{job_id}"
     response.headers["Location"] = url
@@ -49,7 +56,9 @@ def list_jobs(
 ) -> JobsOut:
     catalog = state.services.catalog
     jobs = catalog.list_jobs(limit=limit, status=status)
-    return JobsOut(jobs=[convert.job_out(j, catalog.job_failures(j.id, limit=failures) if failures and j.failed else []) for j in jobs])
+    return JobsOut(
+        jobs=[convert.job_out(j, catalog.job_failures(j.id, limit=failures) if failures and j.failed else []) for j in jobs]
+    )
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses={404: {"model": ErrorOut}}, summary="One job and its failures")

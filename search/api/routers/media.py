@@ -62,9 +62,7 @@ def point_thumbnail(point_id: PointId, state: State) -> FileResponse:
     },
     summary="The original file, with HTTP range requests (seekable video)",
 )
-def media_file(
-    media_id: MediaId, state: State, range: Annotated[str | None, Header(max_length=200)] = None  # noqa: A002
-) -> Response:
+def media_file(media_id: MediaId, state: State, range: Annotated[str | None, Header(max_length=200)] = None) -> Response:
     """Local files are streamed (``Range: bytes=start-end`` supported); remote ones redirect."""
     found = core.media_file(state.services, media_id)
     if found.path is None:

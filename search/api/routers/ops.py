@@ -35,9 +35,15 @@ def readyz(state: State) -> JSONResponse:
 def stats(state: State) -> StatsOut:
     s = status.stats(state.services)
     return StatsOut(
-        model=s.model, dim=s.dim, store_backend=s.backend, collection=s.collection, points=s.points,
-        total_points=s.total_points, catalog=s.catalog, running_jobs=s.running_jobs,
-    )  # fmt: skip
+        model=s.model,
+        dim=s.dim,
+        store_backend=s.backend,
+        collection=s.collection,
+        points=s.points,
+        total_points=s.total_points,
+        catalog=s.catalog,
+        running_jobs=s.running_jobs,
+    )
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}}, summary="Prometheus metrics")

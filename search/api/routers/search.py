@@ -87,9 +87,15 @@ def similar(
 ) -> Response:
     """Items closest to ``item_id``, never the item itself; products compare with products."""
     results = engine.similar(
-        state.services, item_id, same_category=same_category, filters=convert.filter_spec(filters),
-        target=target, limit=limit, offset=offset, score_threshold=score_threshold, dedup=dedup,
-    )  # fmt: skip
+        state.services,
+        item_id,
+        same_category=same_category,
+        filters=convert.filter_spec(filters),
+        target=target,
+        limit=limit,
+        offset=offset,
+        score_threshold=score_threshold,
+        dedup=dedup,
+    )
     state.metrics.observe_search(results)
     return _json(convert.search_out(results, base))
-
