@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -58,6 +58,11 @@ class Embedder:
         """The exact preprocessing open_clip pairs with these weights (resize, crop, normalise)."""
         return self._preprocess(image)
 
+    @property
+    def transform(self) -> Callable[[Image.Image], torch.Tensor]:
+        """open_clip's preprocessing object itself, for code that redoes it on tensors (batched decode)."""
+        return self._preprocess
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         chunks = [
             self.encode_image_tensors(torch.stack([self.preprocess(im) for im in images[i : i + self.batch_size]]))
@@ -67,7 +72,7 @@ class Embedder:
 
     def encode_image_tensors(self, batch: torch.Tensor) -> np.ndarray:
         """Embed an already preprocessed batch: the hot path of ingestion."""
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and not batch.is_cuda:  # batched decode hands over tensors already there
             batch = batch.pin_memory().to(self.device, non_blocking=True)
         else:
             batch = batch.to(self.device)
