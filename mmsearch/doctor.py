@@ -7,7 +7,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import torch
+
 from search.broker import broker_status, redact_url
+from search.embedder.device import cuda_gpus, nvjpeg_problem
 from search.errors import ModelUnavailable
 from search.services import Services
 from search.settings import Settings
@@ -28,6 +31,7 @@ def run_checks(settings: Settings) -> list[Check]:
         return [
             _timed("settings", lambda: _settings_summary(settings)),
             _timed("torch", _torch_summary),
+            _timed("gpu", lambda: _gpu_summary(settings)),
             _timed("model", lambda: _model_summary(services)),
             _timed("store", lambda: _store_summary(services)),
             _timed("catalog", lambda: _catalog_summary(services)),
@@ -64,6 +68,19 @@ def _torch_summary() -> str:
 
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA GPU"
     return f"torch {torch.__version__} on Python {platform.python_version()}; {cuda}; {torch.get_num_threads()} CPU threads"
+
+
+def _gpu_summary(settings: Settings) -> str:
+    """Each CUDA GPU with its memory, and whether batched JPEG decoding can run on it (nvJPEG)."""
+    gpus = cuda_gpus()
+    if not gpus:
+        batched = "off (auto uses Pillow on the CPU)" if settings.ingest.device_decode != "on" else "on the CPU (libjpeg-turbo)"
+        return f"no CUDA GPU: the model runs on the CPU; nvJPEG not usable; batched JPEG decode {batched}"
+    parts = []
+    for gpu in gpus:
+        problem = nvjpeg_problem(torch.device("cuda", gpu.index))
+        parts.append(f"{gpu.describe()}, nvJPEG {'usable' if problem is None else 'not usable: ' + problem}")
+    return f"{'; '.join(parts)}; device decode {settings.ingest.device_decode}"
 
 
 def _model_summary(services: Services) -> str:
