@@ -22,9 +22,9 @@ import pytest
 
 from search.errors import BadQuery, ConfigError, NotFound, StoreUnavailable
 from search.ids import media_id, point_id
+from search.payload import INDEXED_FIELDS, SCHEMA_VERSION, CollectionRecord, FieldType
 from search.settings import load_settings
 from search.store import (
-    INDEXED_FIELDS,
     Filter,
     HasId,
     Hit,
@@ -35,6 +35,7 @@ from search.store import (
     collection_name,
     open_store,
 )
+from search.store.schema import ensure_schema, schema_version
 
 DIM = 64
 N_POINTS = 300
@@ -145,10 +146,23 @@ def _open(backend: str, root: Path, dim: int = DIM, model: str = MODEL) -> Vecto
     return open_store(load_settings(store_url=_url(backend, root)), dim=dim, model=model)
 
 
+def _open_unchecked(backend: str, root: Path) -> VectorStore:
+    """The backend itself, as ``open_store`` builds it before the schema check: what an older
+    mmsearch (or another writer) would have opened."""
+    name = collection_name(MODEL, DIM)
+    if backend == "edge":
+        from search.store.edge import EdgeStore
+
+        return EdgeStore(root / "edge" / name, name, DIM)
+    from search.store.server import open_local
+
+    return open_local(root / "local", name, DIM)
+
+
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Empty, closed collections of both backends, made once: a first open builds 16 payload
-    indexes, which costs seconds on a busy machine, so tests start from copies of these."""
+    """Empty, closed collections of both backends, made once: a first open builds every payload
+    index, which costs seconds on a busy machine, so tests start from copies of these."""
     root = tmp_path_factory.mktemp("pristine")
     for backend in BACKENDS:
         _open(backend, root).close()
@@ -561,6 +575,201 @@ def test_boolean_match_works_on_the_server_and_is_refused_clearly_by_edge(root: 
     finally:
         server.close()
         edge.close()
+
+
+# -- payload updates, index types, the collection record -------------------------------
+
+
+def test_set_payload_merges_fields_into_existing_points_and_skips_unknown_ids(fresh: VectorStore) -> None:
+    fresh.upsert(CORPUS.points[:3])
+    a, b, c = CORPUS.ids[:3]
+    updated = fresh.set_payload(
+        {
+            a: {"brand": "renamed", "geo": {"lat": 1.5, "lon": 2.5}},
+            b: {"brand": "renamed"},
+            str(uuid.uuid4()): {"x": 1},
+            "junk": {"x": 1},
+        }
+    )
+    assert updated == 2
+    got = {h.id: h.payload for h in fresh.retrieve([a, b, c])}
+    assert got[a] == {**CORPUS.points[0].payload, "brand": "renamed", "geo": {"lat": 1.5, "lon": 2.5}}
+    assert got[b] == {**CORPUS.points[1].payload, "brand": "renamed"}
+    assert got[c] == CORPUS.points[2].payload
+    assert fresh.count(Filter((Match("brand", ("renamed",)),))) == 2
+    assert fresh.set_payload({}) == 0
+
+
+# One field per index type, with a value of that type: every type must be creatable on both.
+INDEX_TYPE_VALUES: dict[FieldType, object] = {
+    FieldType.KEYWORD: "red",
+    FieldType.INTEGER: 3,
+    FieldType.FLOAT: 2.5,
+    FieldType.BOOL: True,
+    FieldType.DATETIME: "2024-05-01T12:00:00Z",
+    FieldType.TEXT: "A red star on the hill, café",
+    FieldType.GEO: {"lat": 48.8566, "lon": 2.3522},
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_index_type_is_created_and_its_points_stay_readable(backend: str, root: Path) -> None:
+    fields = {f"probe_{t.value}": t for t in FieldType}
+    payload = {f"probe_{t.value}": value for t, value in INDEX_TYPE_VALUES.items()}
+    assert set(INDEX_TYPE_VALUES) == set(FieldType)
+    store = _open(backend, root)
+    try:
+        assert set(store.ensure_indexes(fields)) == set(fields)
+        store.upsert([Point(CORPUS.ids[0], CORPUS.points[0].vector, payload)])
+        assert store.retrieve([CORPUS.ids[0]])[0].payload == payload
+        assert store.count(Filter((Match("probe_keyword", ("red",)), Range("probe_float", gte=2.0)))) == 1
+    finally:
+        store.close()
+    if backend == "edge":  # the server's local mode keeps no payload schema to look at
+        _assert_edge_index_types(root, fields)
+        again = _open(backend, root)
+        try:
+            assert again.ensure_indexes(fields) == [], "existing indexes are not created twice"
+        finally:
+            again.close()
+
+
+def _assert_edge_index_types(root: Path, fields: dict[str, FieldType]) -> None:
+    import qdrant_edge as qe
+
+    shard = qe.EdgeShard.load(str(root / "edge" / collection_name(MODEL, DIM)))
+    try:
+        schema = shard.info().payload_schema
+    finally:
+        shard.close()
+    expected = {
+        FieldType.KEYWORD: qe.PayloadSchemaType.Keyword,
+        FieldType.INTEGER: qe.PayloadSchemaType.Integer,
+        FieldType.FLOAT: qe.PayloadSchemaType.Float,
+        FieldType.BOOL: qe.PayloadSchemaType.Bool,
+        FieldType.DATETIME: qe.PayloadSchemaType.Datetime,
+        FieldType.TEXT: qe.PayloadSchemaType.Text,
+        FieldType.GEO: qe.PayloadSchemaType.Geo,
+    }
+    assert {name: schema[name].data_type for name in fields} == {name: expected[t] for name, t in fields.items()}
+    assert schema["probe_text"].params.scoring is not None, "the full-text index keeps BM25 statistics"
+    assert all(schema[name].points == 1 for name in fields), "each value was indexed"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_collection_record_is_never_returned_counted_or_deleted(backend: str, root: Path) -> None:
+    from search.store.conversions import RECORD_ID
+
+    store = _open(backend, root)
+    try:
+        assert schema_version(store) == SCHEMA_VERSION  # open_store recorded it in the new collection
+        store.upsert(CORPUS.points[:20])
+        assert store.count() == 20 and store.count(Filter(must_not=(Match("kind", ("image",)),))) == 15
+        assert len(store.query(QUERIES[0], limit=100)) == 20
+        assert RECORD_ID not in {h.id for h in store.scroll(limit=100).hits}
+        assert store.retrieve([RECORD_ID]) == [] and store.set_payload({RECORD_ID: {"x": 1}}) == 0
+        store.delete_where(Filter(must_not=(Match("kind", ("none",)),)))  # matches every point
+        store.delete([RECORD_ID])
+        assert store.count() == 0 and schema_version(store) == SCHEMA_VERSION
+    finally:
+        store.close()
+
+
+# Today's layout: what ingest wrote before the payload schema was versioned (version 1), with
+# its 16 payload indexes and no record. Written here as plain dicts, as the old ingest did.
+UNVERSIONED_INDEXES = {
+    **{name: FieldType.KEYWORD for name in ("kind", "source", "media_id", "video_id", "product_id", "dirs", "category", "brand")},
+    **{name: FieldType.FLOAT for name in ("t", "t_start", "t_end", "taken_at", "price")},
+    **{name: FieldType.INTEGER for name in ("size_bytes", "width", "height")},
+}
+
+
+def _unversioned_points() -> list[Point]:
+    common = {"source": "src-1", "model": MODEL, "taken_at": T0, "size_bytes": 2048, "width": 640, "height": 480}
+    photo = {
+        **common,
+        "kind": "image",
+        "media_id": media_id("file:///photos/paris.jpg"),
+        "uri": "file:///photos/paris.jpg",
+        "name": "paris.jpg",
+        "path": "/photos/paris.jpg",
+        "dirs": ["/photos"],
+        "thumb": "p.webp",
+        "camera": "Canon EOS R5",
+        "gps_lat": 48.8566,
+        "gps_lon": 2.3522,
+    }
+    plain = {**photo, "media_id": media_id("file:///photos/plain.jpg"), "uri": "file:///photos/plain.jpg", "name": "plain.jpg"}
+    del plain["gps_lat"], plain["gps_lon"], plain["camera"]
+    product = {
+        **photo,
+        "kind": "product",
+        "media_id": media_id("file:///shop/p1.jpg"),
+        "product_id": "P1",
+        "title": "Red shoe",
+        "category": "shoes",
+        "brand": "Acme",
+        "price": 12.5,
+        "colour": "red",
+    }
+    video = media_id("file:///videos/v.mp4")
+    base = {**common, "media_id": video, "video_id": video, "uri": "file:///videos/v.mp4", "name": "v.mp4", "duration": 4.0}
+    frame = {**base, "kind": "frame", "t": 1.0, "thumb": "v/1.webp"}
+    segment = {**base, "kind": "segment", "t_start": 0.0, "t_end": 4.0, "n_frames": 4, "thumb": "v/0.webp"}
+    foreign = {"note": "written by another tool"}
+    payloads = [photo, plain, product, frame, segment, foreign]
+    return [Point(CORPUS.ids[i], CORPUS.points[i].vector, p) for i, p in enumerate(payloads)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_collection_in_the_unversioned_layout_is_migrated_on_open(backend: str, tmp_path: Path) -> None:
+    old = _open_unchecked(backend, tmp_path)
+    points = _unversioned_points()
+    old.upsert(points)
+    old.ensure_indexes(UNVERSIONED_INDEXES)
+    assert old.read_record() is None
+    old.close()
+
+    store = _open(backend, tmp_path)
+    try:
+        assert schema_version(store) == SCHEMA_VERSION
+        got = {h.id: h.payload for h in store.retrieve([p.id for p in points], with_vectors=True)}
+        geo = {"lat": 48.8566, "lon": 2.3522}
+        assert got[points[0].id] == {**points[0].payload, "geo": geo}, "the photo with a position gains its geo point"
+        assert got[points[2].id] == {**points[2].payload, "geo": geo}
+        for unchanged in (1, 3, 4, 5):  # no position, video points, a point that is not ours
+            assert got[points[unchanged].id] == points[unchanged].payload
+        assert store.count() == len(points) and store.count(Filter((Match("brand", ("Acme",)),))) == 1
+        _assert_same_ranking(_pairs(store.query(QUERIES[0], limit=3)), CORPUS.nearest(QUERIES[0], _first(len(points), 0))[:3])
+        again = ensure_schema(store)  # a second open finds nothing to do
+        assert (again.found, again.backfilled) == (SCHEMA_VERSION, 0)
+    finally:
+        store.close()
+    if backend == "edge":
+        import qdrant_edge as qe
+
+        shard = qe.EdgeShard.load(str(tmp_path / "edge" / collection_name(MODEL, DIM)))
+        try:
+            schema = shard.info().payload_schema
+            assert set(INDEXED_FIELDS) <= set(schema) and schema["geo"].data_type == qe.PayloadSchemaType.Geo
+            assert schema["geo"].points == 2
+        finally:
+            shard.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_collection_from_a_newer_mmsearch_is_refused_and_left_untouched(backend: str, root: Path) -> None:
+    newer = _open_unchecked(backend, root)
+    newer.upsert(CORPUS.points[:5])
+    newer.write_record(CollectionRecord(SCHEMA_VERSION + 1).to_payload())
+    newer.close()
+    with pytest.raises(ConfigError, match=f"version {SCHEMA_VERSION + 1}.*up to {SCHEMA_VERSION}.*Upgrade mmsearch"):
+        _open(backend, root)
+    again = _open_unchecked(backend, root)  # the refused open released the folder
+    try:
+        assert again.read_record() == CollectionRecord(SCHEMA_VERSION + 1).to_payload() and again.count() == 5
+    finally:
+        again.close()
 
 
 # -- both backends side by side ---------------------------------------------------------

@@ -8,7 +8,8 @@
 - ``local://PATH`` / ``memory://``: qdrant-client's local mode, the server's test double.
 
 Backends are imported lazily so an embedded install never loads qdrant-client and a
-server deployment never loads the Edge engine.
+server deployment never loads the Edge engine. Every open checks the collection's payload
+schema version and migrates an older collection (``search.store.schema``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from search.errors import ConfigError
 from search.store.base import (
-    INDEXED_FIELDS,
     Condition,
     FieldType,
     Filter,
@@ -33,9 +33,9 @@ from search.store.base import (
     Vector,
     VectorStore,
 )
+from search.store.schema import ensure_schema
 
 __all__ = [
-    "INDEXED_FIELDS",
     "Condition",
     "FieldType",
     "Filter",
@@ -101,11 +101,24 @@ def _readable_part(spec: str) -> str:
 
 
 def open_store(settings: Settings, dim: int, model: str) -> VectorStore:
-    """Open (creating on first use) the collection for ``model`` in the configured store.
+    """Open (creating on first use) the collection for ``model`` in the configured store,
+    migrated to the current payload schema.
 
     Raises StoreUnavailable when the store cannot be reached or its folder is held by another
-    process, ConfigError when the URL is unusable or the collection has another vector size.
+    process, ConfigError when the URL is unusable, the collection has another vector size, or
+    a newer mmsearch wrote it.
     """
+    store = _open_backend(settings, dim, model)
+    try:
+        ensure_schema(store)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _open_backend(settings: Settings, dim: int, model: str) -> VectorStore:
+    """The collection in the backend the URL names, as it is (no schema check)."""
     url = settings.resolved_store_url
     collection = collection_name(model, dim)
     scheme, sep, rest = url.partition("://")

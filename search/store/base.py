@@ -4,49 +4,23 @@ Two backends implement it: Qdrant Edge in-process (``edge.py``, the embedded def
 qdrant-client against a Qdrant server or cluster (``server.py``). Callers never branch on
 which one they hold; ``search.store.open_store`` is the only code that reads the choice.
 One store object serves one collection: one embedding model's vector space.
+
+The store holds payloads as plain dicts and knows nothing of their meaning; the payload
+contract (``search.payload``) and the collection's schema version (``search.store.schema``)
+sit on top of these operations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Protocol, Union, runtime_checkable
 
 import numpy as np
 
+from search.payload import FieldType
+
 Vector = Union[np.ndarray, Sequence[float]]
-PayloadValue = Union[str, int, float, bool, None, list, dict]
-
-
-class FieldType(str, Enum):
-    """Payload index types; every field we filter on gets one."""
-
-    KEYWORD = "keyword"
-    INTEGER = "integer"
-    FLOAT = "float"
-    BOOL = "bool"
-
-
-# Payload fields that get an index, and their types. Ingest writes these names; filters use them.
-INDEXED_FIELDS: Mapping[str, FieldType] = {
-    "kind": FieldType.KEYWORD,  # image | frame | segment | product
-    "source": FieldType.KEYWORD,  # source id
-    "media_id": FieldType.KEYWORD,  # the image, video or product photo the point came from
-    "video_id": FieldType.KEYWORD,
-    "product_id": FieldType.KEYWORD,
-    "dirs": FieldType.KEYWORD,  # every ancestor folder of a local file: path-prefix filter
-    "category": FieldType.KEYWORD,
-    "brand": FieldType.KEYWORD,
-    "t": FieldType.FLOAT,  # frame time, seconds
-    "t_start": FieldType.FLOAT,
-    "t_end": FieldType.FLOAT,
-    "taken_at": FieldType.FLOAT,  # unix seconds: EXIF date taken, else file mtime
-    "size_bytes": FieldType.INTEGER,
-    "width": FieldType.INTEGER,
-    "height": FieldType.INTEGER,
-    "price": FieldType.FLOAT,
-}
 
 
 @dataclass(frozen=True)
@@ -101,9 +75,6 @@ class Filter:
     def __bool__(self) -> bool:
         return bool(self.must or self.must_not)
 
-    def and_(self, *conditions: Condition) -> Filter:
-        return Filter(self.must + tuple(conditions), self.must_not)
-
     def excluding(self, *conditions: Condition) -> Filter:
         return Filter(self.must, self.must_not + tuple(conditions))
 
@@ -155,6 +126,19 @@ class VectorStore(Protocol):
         """Points by id, in the order asked; unknown ids are left out. ``score`` is 1.0."""
 
     def count(self, flt: Filter | None = None) -> int: ...
+
+    def set_payload(self, updates: Mapping[str, Mapping[str, Any]]) -> int:
+        """Merge fields into the payloads of existing points (id → fields); other fields stay.
+        Ids that are unknown (or not UUIDs) are skipped; returns how many points were updated."""
+
+    def ensure_indexes(self, fields: Mapping[str, FieldType]) -> list[str]:
+        """Create the payload indexes the collection lacks; returns the fields newly indexed."""
+
+    def read_record(self) -> dict[str, Any] | None:
+        """The collection's own record (see ``search.store.schema``), None before one is written.
+        The record is a reserved point that no other operation returns, counts or deletes."""
+
+    def write_record(self, payload: Mapping[str, Any]) -> None: ...
 
     def scroll(
         self,

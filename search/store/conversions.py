@@ -8,6 +8,7 @@ and which argument mistakes are the caller's (``ValueError``) or the user's (``B
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,6 +21,11 @@ from search.store.base import Filter, HasId, Hit, Match, Vector
 
 # Values a payload may hold after ``plain_payload``: what JSON (and both engines) can store.
 _SCALARS = (str, int, float, bool, type(None))
+
+# The collection's own record (schema version) is a point with this reserved id. It must be a
+# point because Qdrant Edge has no collection metadata; every read, count and delete leaves it
+# out (``visible``), so to callers it does not exist.
+RECORD_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://mmsearch/collection-record"))
 
 
 def canonical_id(value: object) -> str | None:
@@ -143,6 +149,35 @@ def match_groups(match: Match) -> tuple[list[str], list[int], list[bool]]:
     return strings, ints, bools
 
 
+def visible(flt: Filter | None) -> Filter:
+    """``flt`` plus 'not the collection record': what every read and delete applies."""
+    return (flt or Filter()).excluding(HasId((RECORD_ID,)))
+
+
+def record_vector(dim: int) -> list[float]:
+    """The record's vector: any unit vector will do, since no search can return the record."""
+    return [1.0] + [0.0] * (dim - 1)
+
+
+def without_record(ids: Iterable[str]) -> list[str]:
+    return [i for i in ids if i != RECORD_ID]
+
+
+def payload_groups(updates: Mapping[str, Mapping[str, Any]], existing: Iterable[str]) -> list[tuple[list[str], dict[str, Any]]]:
+    """``set_payload`` work for the engines: ids grouped by the plain payload they receive,
+    keeping only ids that exist (engines refuse unknown ids) and never the record."""
+    found = set(existing)
+    groups: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    for raw_id, fields in updates.items():
+        point_id = canonical_id(raw_id)
+        if point_id is None or point_id not in found or point_id == RECORD_ID or not fields:
+            continue
+        plain = plain_payload(fields)
+        ids, _ = groups.setdefault(json.dumps(plain, sort_keys=True), ([], plain))
+        ids.append(point_id)
+    return list(groups.values())
+
+
 def excluding_examples(flt: Filter | None, example_ids: Sequence[str]) -> Filter:
     """``flt`` plus 'not one of the examples': recommend never returns what it was shown."""
     return (flt or Filter()).excluding(HasId(tuple(example_ids)))
@@ -164,8 +199,8 @@ def _example_id(value: str) -> str:
 
 def example_vectors(found: Sequence[Hit], wanted: Sequence[str]) -> dict[str, list[float]]:
     """Vectors of the retrieved examples by id; NotFound names every example that is missing."""
-    by_id = {hit.id: hit.vector for hit in found if hit.vector is not None}
+    by_id = {hit.id: hit.vector.tolist() for hit in found if hit.vector is not None}
     missing = [i for i in dict.fromkeys(wanted) if i not in by_id]
     if missing:
         raise NotFound(f"No point with id {', '.join(missing)} in this collection; cannot recommend from it.")
-    return {i: by_id[i].tolist() for i in wanted}  # type: ignore[union-attr]
+    return {i: by_id[i] for i in wanted}

@@ -10,11 +10,16 @@ from search.errors import BadQuery
 from search.store.base import Condition, FieldType, Filter, HasId, Hit, Match, Range
 from search.store.conversions import as_float32, known_ids, match_groups
 
-SCHEMA_TYPES: dict[FieldType, qe.PayloadSchemaType] = {
+# Full text: words, lower-cased and ASCII-folded, with BM25 statistics so a TextQuery can rank
+# by it; the same parameters as conversions_server's, so both backends tokenize alike.
+SCHEMA_TYPES: dict[FieldType, qe.PayloadSchemaType | qe.TextIndexParams] = {
     FieldType.KEYWORD: qe.PayloadSchemaType.Keyword,
     FieldType.INTEGER: qe.PayloadSchemaType.Integer,
     FieldType.FLOAT: qe.PayloadSchemaType.Float,
     FieldType.BOOL: qe.PayloadSchemaType.Bool,
+    FieldType.DATETIME: qe.PayloadSchemaType.Datetime,
+    FieldType.GEO: qe.PayloadSchemaType.Geo,
+    FieldType.TEXT: qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True, ascii_folding=True, scoring=True),
 }
 
 EdgeCondition = Any  # FieldCondition | HasIdCondition | Filter: the stub's ConditionType
@@ -55,7 +60,7 @@ def _match(match: Match) -> EdgeCondition:
             f"The embedded store cannot filter {match.key!r} on true/false values "
             "(a Qdrant Edge limitation); store the flag as text such as 'yes'/'no'."
         )
-    parts = [qe.FieldCondition(match.key, match=qe.MatchAny(list(group))) for group in (strings, ints) if group]
+    parts: list[EdgeCondition] = [qe.FieldCondition(match.key, match=qe.MatchAny(group)) for group in (strings, ints) if group]
     return parts[0] if len(parts) == 1 else qe.Filter(should=parts)
 
 

@@ -9,11 +9,17 @@ from qdrant_client import models
 from search.store.base import Condition, FieldType, Filter, HasId, Hit, Match, Range
 from search.store.conversions import as_float32, known_ids, match_groups
 
-SCHEMA_TYPES: dict[FieldType, models.PayloadSchemaType] = {
+# Full text as in conversions_edge: words, lower-cased and ASCII-folded, BM25-scorable.
+SCHEMA_TYPES: dict[FieldType, models.PayloadSchemaType | models.TextIndexParams] = {
     FieldType.KEYWORD: models.PayloadSchemaType.KEYWORD,
     FieldType.INTEGER: models.PayloadSchemaType.INTEGER,
     FieldType.FLOAT: models.PayloadSchemaType.FLOAT,
     FieldType.BOOL: models.PayloadSchemaType.BOOL,
+    FieldType.DATETIME: models.PayloadSchemaType.DATETIME,
+    FieldType.GEO: models.PayloadSchemaType.GEO,
+    FieldType.TEXT: models.TextIndexParams(
+        type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True, ascii_folding=True, scoring=True
+    ),
 }
 
 ServerCondition = Any  # models.FieldCondition | models.HasIdCondition | models.Filter
@@ -38,7 +44,8 @@ def to_condition(condition: Condition) -> ServerCondition:
             range=models.Range(gte=condition.gte, gt=condition.gt, lte=condition.lte, lt=condition.lt),
         )
     if isinstance(condition, HasId):
-        return models.HasIdCondition(has_id=known_ids(condition.ids))
+        ids: list[models.ExtendedPointId] = list(known_ids(condition.ids))
+        return models.HasIdCondition(has_id=ids)
     raise TypeError(f"Unknown filter condition {condition!r}")
 
 
@@ -46,8 +53,8 @@ def _match(match: Match) -> ServerCondition:
     """One 'any' per value type, one exact match per boolean (MatchAny takes no booleans);
     a field holding a list matches when any element does."""
     strings, ints, bools = match_groups(match)
-    parts: list[models.FieldCondition] = [
-        models.FieldCondition(key=match.key, match=models.MatchAny(any=list(group))) for group in (strings, ints) if group
+    parts: list[ServerCondition] = [
+        models.FieldCondition(key=match.key, match=models.MatchAny(any=group)) for group in (strings, ints) if group
     ]
     parts += [models.FieldCondition(key=match.key, match=models.MatchValue(value=b)) for b in dict.fromkeys(bools)]
     return parts[0] if len(parts) == 1 else models.Filter(should=parts)
@@ -55,12 +62,13 @@ def _match(match: Match) -> ServerCondition:
 
 def to_hit(point: models.ScoredPoint | models.Record, score: float | None = None) -> Hit:
     """A ScoredPoint or Record as our Hit; a Record (no score) counts as a perfect match."""
-    vector = point.vector
-    if isinstance(vector, dict):  # named vectors: ours is the unnamed default
-        vector = vector.get("")
+    raw = point.vector
+    vector = raw.get("") if isinstance(raw, dict) else raw  # named vectors: ours is the unnamed default
+    if score is None:
+        score = point.score if isinstance(point, models.ScoredPoint) else 1.0
     return Hit(
         id=str(point.id),
-        score=float(getattr(point, "score", None) if score is None else score),
+        score=float(score),
         payload=dict(point.payload or {}),
-        vector=as_float32(vector),  # type: ignore[arg-type]
+        vector=as_float32(vector),  # type: ignore[arg-type]  # dense only: we store no sparse or multi-vectors
     )

@@ -6,7 +6,7 @@ which is why opening a busy folder raises StoreUnavailable explaining who owns i
 Durability: every write lands in Edge's write-ahead log before it returns, so a crashed
 process loses nothing (the log is replayed on the next open). Segments are flushed to disk
 when a write comes more than five seconds after the last flush, and on close. A flush fsyncs
-every segment and index file (~190 files with our 16 payload indexes; 0.1 to 0.7 s on a busy
+every segment and index file (~190 files when we had 16 payload indexes; 0.1 to 0.7 s on a busy
 virtual disk), far too slow for every batch; five seconds is the Qdrant server's own default
 flush interval, so a power cut risks the same window on both backends.
 """
@@ -15,26 +15,31 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import qdrant_edge as qe
 
 from search.errors import ConfigError, MMSearchError, StoreUnavailable
-from search.store.base import INDEXED_FIELDS, Filter, Hit, Page, Point, Vector
+from search.store.base import FieldType, Filter, Hit, Page, Point, Vector
 from search.store.conversions import (
+    RECORD_ID,
     check_examples,
     check_page,
     example_vectors,
     excluding_examples,
     known_ids,
+    payload_groups,
     plain_payload,
     point_vector,
     query_vector,
+    record_vector,
     require_id,
     scroll_cursor,
+    visible,
+    without_record,
 )
 from search.store.conversions_edge import SCHEMA_TYPES, to_filter, to_hit
 
@@ -57,7 +62,6 @@ class EdgeStore:
         self._last_flush = time.monotonic()
         self._dirty = False  # written since the last flush
         self._shard: qe.EdgeShard | None = _open_shard(path, dim)
-        self._ensure_indexes()
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -70,16 +74,44 @@ class EdgeStore:
 
     def delete(self, ids: Sequence[str]) -> None:
         """Delete by id; ids that are unknown (or not UUIDs) are ignored."""
-        valid = known_ids(ids)
+        valid = without_record(known_ids(ids))
         if valid:
             self._write(qe.UpdateOperation.delete_points(list(valid)))
 
     def delete_where(self, flt: Filter) -> None:
         """Delete everything ``flt`` matches; an empty filter is refused, not 'delete all'."""
-        edge_filter = to_filter(flt)
-        if edge_filter is None:
+        if not flt:
             raise ValueError("delete_where needs a non-empty filter; refusing to delete every point.")
+        edge_filter = to_filter(visible(flt))
+        assert edge_filter is not None  # visible() always adds a condition
         self._write(qe.UpdateOperation.delete_points_by_filter(edge_filter))
+
+    def set_payload(self, updates: Mapping[str, Mapping[str, Any]]) -> int:
+        """Merge fields into existing points' payloads; unknown ids are skipped."""
+        existing = [hit.id for hit in self.retrieve(list(updates))]
+        groups = payload_groups(updates, existing)
+        for ids, fields in groups:
+            point_ids: list[qe.PointId] = list(ids)
+            self._write(qe.UpdateOperation.set_payload(point_ids, fields))
+        return sum(len(ids) for ids, _ in groups)
+
+    def ensure_indexes(self, fields: Mapping[str, FieldType]) -> list[str]:
+        """Index every field asked for; a field already indexed is left alone."""
+        existing = set(self._call(lambda shard: shard.info().payload_schema))
+        missing = [name for name in fields if name not in existing]
+        for name in missing:
+            self._write(qe.UpdateOperation.create_field_index(name, SCHEMA_TYPES[fields[name]]))
+        if missing:
+            self.flush()
+        return missing
+
+    def read_record(self) -> dict[str, Any] | None:
+        records = self._call(lambda shard: shard.retrieve([RECORD_ID], True, False))
+        return dict(records[0].payload or {}) if records else None
+
+    def write_record(self, payload: Mapping[str, Any]) -> None:
+        self._write(qe.UpdateOperation.upsert_points([qe.Point(RECORD_ID, record_vector(self.dim), plain_payload(payload))]))
+        self.flush()
 
     def flush(self) -> None:
         """Write pending segment changes to disk now (writes are already in the log)."""
@@ -135,7 +167,7 @@ class EdgeStore:
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         """Points by id in the order asked; unknown ids are left out."""
-        wanted = known_ids(ids)
+        wanted = without_record(known_ids(ids))
         if not wanted:
             return []
         records = self._call(lambda shard: shard.retrieve(list(dict.fromkeys(wanted)), True, with_vectors))
@@ -143,7 +175,7 @@ class EdgeStore:
         return [by_id[i] for i in wanted if i in by_id]
 
     def count(self, flt: Filter | None = None) -> int:
-        request = qe.CountRequest(exact=True, filter=to_filter(flt))
+        request = qe.CountRequest(exact=True, filter=to_filter(visible(flt)))
         return self._call(lambda shard: shard.count(request))
 
     def scroll(
@@ -158,7 +190,7 @@ class EdgeStore:
         request = qe.ScrollRequest(
             offset=scroll_cursor(offset),
             limit=limit,
-            filter=to_filter(flt),
+            filter=to_filter(visible(flt)),
             with_payload=True,
             with_vector=with_vectors,
         )
@@ -198,7 +230,7 @@ class EdgeStore:
             limit=limit,
             offset=offset,
             query=query,
-            filter=to_filter(flt),
+            filter=to_filter(visible(flt)),
             score_threshold=score_threshold,
             with_payload=True,
             with_vector=with_vectors,
@@ -219,16 +251,6 @@ class EdgeStore:
             raise StoreUnavailable(f"The embedded vector store at {self.path} has been closed.")
         with _engine_errors(self.path):
             return action(shard)
-
-    def _ensure_indexes(self) -> None:
-        """Index every field we filter on; a field already indexed is left alone."""
-        existing = set(self._call(lambda shard: shard.info().payload_schema))
-        missing = [name for name in INDEXED_FIELDS if name not in existing]
-        for name in missing:
-            operation = qe.UpdateOperation.create_field_index(name, SCHEMA_TYPES[INDEXED_FIELDS[name]])
-            self._write(operation)
-        if missing:
-            self.flush()
 
 
 def _to_edge_point(point: Point, dim: int) -> qe.Point:

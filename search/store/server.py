@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -20,24 +20,30 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from search.errors import BadQuery, ConfigError, MMSearchError, StoreUnavailable
-from search.store.base import INDEXED_FIELDS, Filter, Hit, Page, Point, Vector
+from search.store.base import FieldType, Filter, Hit, Page, Point, Vector
 from search.store.conversions import (
+    RECORD_ID,
     check_examples,
     check_page,
     example_vectors,
     excluding_examples,
     known_ids,
+    payload_groups,
     plain_payload,
     point_vector,
     query_vector,
+    record_vector,
     require_id,
     scroll_cursor,
+    visible,
+    without_record,
 )
 from search.store.conversions_server import SCHEMA_TYPES, to_filter, to_hit
 
 T = TypeVar("T")
 
 _UPSERT_BATCH = 256  # keeps one request well under the server's 32 MiB body limit at any dim
+_PAYLOAD_BATCH = 256  # set-payload operations per request
 _TIMEOUT_S = 30  # waited-for writes can take seconds while the server optimises segments
 _LOCAL_INDEX_WARNING = "Payload indexes have no effect in the local Qdrant"
 
@@ -68,25 +74,53 @@ class ServerStore:
 
     def delete(self, ids: Sequence[str]) -> None:
         """Delete by id; ids that are unknown (or not UUIDs) are ignored."""
-        valid = known_ids(ids)
+        valid = without_record(known_ids(ids))
         if valid:
             selector = models.PointIdsList(points=list(valid))
             self._call(lambda c: c.delete(self.collection, points_selector=selector, wait=True))
 
     def delete_where(self, flt: Filter) -> None:
         """Delete everything ``flt`` matches; an empty filter is refused, not 'delete all'."""
-        server_filter = to_filter(flt)
-        if server_filter is None:
+        if not flt:
             raise ValueError("delete_where needs a non-empty filter; refusing to delete every point.")
+        server_filter = to_filter(visible(flt))
+        assert server_filter is not None  # visible() always adds a condition
         selector = models.FilterSelector(filter=server_filter)
         self._call(lambda c: c.delete(self.collection, points_selector=selector, wait=True))
 
-    def flush(self) -> None:
-        """Nothing to do: writes are acknowledged (``wait=True``) only once the server applied them."""
+    def set_payload(self, updates: Mapping[str, Mapping[str, Any]]) -> int:
+        """Merge fields into existing points' payloads, a batch of operations per request;
+        unknown ids are skipped."""
+        existing = [hit.id for hit in self.retrieve(list(updates))]
+        groups = payload_groups(updates, existing)
+        operations = [
+            models.SetPayloadOperation(set_payload=models.SetPayload(payload=fields, points=list(ids))) for ids, fields in groups
+        ]
+        for start in range(0, len(operations), _PAYLOAD_BATCH):
+            batch = operations[start : start + _PAYLOAD_BATCH]
+            self._call(lambda c: c.batch_update_points(self.collection, update_operations=batch, wait=True))
+        return sum(len(ids) for ids, _ in groups)
 
-    def optimize(self) -> bool:
-        """Nothing to do: the server optimises and indexes segments in the background."""
-        return False
+    def ensure_indexes(self, fields: Mapping[str, FieldType]) -> list[str]:
+        """Create the payload indexes the server lacks. Local mode keeps no payload schema (it
+        ignores indexes, with a warning, which is silenced), so there every field is asked for."""
+        info = self._call(lambda c: c.get_collection(self.collection))
+        existing = set(info.payload_schema or {})
+        missing = [name for name in fields if name not in existing]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_LOCAL_INDEX_WARNING)
+            for name in missing:
+                schema = SCHEMA_TYPES[fields[name]]
+                self._call(lambda c: c.create_payload_index(self.collection, name, field_schema=schema, wait=True))
+        return missing
+
+    def read_record(self) -> dict[str, Any] | None:
+        records = self._call(lambda c: c.retrieve(self.collection, ids=[RECORD_ID], with_payload=True, with_vectors=False))
+        return dict(records[0].payload or {}) if records else None
+
+    def write_record(self, payload: Mapping[str, Any]) -> None:
+        point = models.PointStruct(id=RECORD_ID, vector=record_vector(self.dim), payload=plain_payload(payload))
+        self._call(lambda c: c.upsert(self.collection, points=[point], wait=True))
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -132,7 +166,7 @@ class ServerStore:
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         """Points by id in the order asked; unknown ids are left out."""
-        wanted = known_ids(ids)
+        wanted = without_record(known_ids(ids))
         if not wanted:
             return []
         unique = list(dict.fromkeys(wanted))
@@ -141,7 +175,7 @@ class ServerStore:
         return [by_id[i] for i in wanted if i in by_id]
 
     def count(self, flt: Filter | None = None) -> int:
-        result = self._call(lambda c: c.count(self.collection, count_filter=to_filter(flt), exact=True))
+        result = self._call(lambda c: c.count(self.collection, count_filter=to_filter(visible(flt)), exact=True))
         return int(result.count)
 
     def scroll(
@@ -157,7 +191,7 @@ class ServerStore:
         records, next_offset = self._call(
             lambda c: c.scroll(
                 self.collection,
-                scroll_filter=to_filter(flt),
+                scroll_filter=to_filter(visible(flt)),
                 limit=limit,
                 offset=cursor,
                 with_payload=True,
@@ -195,7 +229,7 @@ class ServerStore:
             lambda c: c.query_points(
                 self.collection,
                 query=query,
-                query_filter=to_filter(flt),
+                query_filter=to_filter(visible(flt)),
                 limit=limit,
                 offset=offset,
                 score_threshold=score_threshold,
@@ -215,12 +249,11 @@ class ServerStore:
             return action(client)
 
     def _ensure_collection(self) -> None:
-        """Create the collection on first use, check its vector size, index every filter field."""
+        """Create the collection on first use and check its vector size."""
         if not self._call(lambda c: c.collection_exists(self.collection)):
             self._create_collection()
         info = self._call(lambda c: c.get_collection(self.collection))
         self._check_vectors(info.config.params.vectors)
-        self._ensure_indexes(set(info.payload_schema or {}))
 
     def _create_collection(self) -> None:
         params = models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
@@ -240,15 +273,6 @@ class ServerStore:
                 f"model needs {self.dim} dimensions with cosine distance. Point MMSEARCH_STORE_URL "
                 "at another server, or delete that collection and re-index."
             )
-
-    def _ensure_indexes(self, existing: set[str]) -> None:
-        """Create the payload indexes the server lacks (local mode ignores them, with a warning)."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_LOCAL_INDEX_WARNING)
-            for name, field_type in INDEXED_FIELDS.items():
-                if name not in existing:
-                    schema = SCHEMA_TYPES[field_type]
-                    self._call(lambda c: c.create_payload_index(self.collection, name, field_schema=schema, wait=True))
 
 
 def open_remote(url: str, api_key: str | None, collection: str, dim: int) -> ServerStore:
