@@ -1,17 +1,14 @@
-"""Stage 4a: vectors and facts become store points, following the payload contract.
+"""Stage 4a: vectors and facts become store points, each payload built as its typed contract.
 
-The payload is the one thing the API reads back (the filterable fields are
-``search.store.INDEXED_FIELDS``): ``kind``, ``media_id``, ``source``, ``uri``, ``path``/``dirs``
-for local files, ``name``, ``taken_at``, ``size_bytes``, ``width``/``height``, ``thumb``,
-``model``; plus EXIF for images, ``video_id`` and times for frames and segments, and the
-manifest row for products. Point ids are deterministic (``search.ids.point_id``), so writing
-the same item twice replaces, never adds.
+The payload classes in ``search.payload`` say what each kind of point carries and which fields
+are indexed; this stage only fills them in from what the earlier stages found. Point ids are
+deterministic (``search.ids.point_id``), so writing the same item twice replaces, never adds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from ingest.stages.load import Loaded
 from ingest.stages.pooling import Window
 from search.ids import point_id
 from search.media import VideoInfo
+from search.payload import FramePayload, ImagePayload, ProductPayload, SegmentPayload
 from search.store import Point
 
 
@@ -35,25 +33,39 @@ class FrameVector:
 def image_point(loaded: Loaded, facts: ImageFacts, vector: np.ndarray, thumb: str, model: str) -> Point:
     """One point for a photo, or for a product photo (kind ``product``)."""
     item = loaded.item
-    kind = "product" if item.product is not None else "image"
-    payload = {
-        **(item.product.payload() if item.product is not None else {}),
-        **facts.exif.payload(),
-        **common_payload(loaded, model, facts.exif.taken_at),
-        "kind": kind,
+    exif = facts.exif
+    photo = {
+        **origin(loaded, model, exif.taken_at),
         "width": facts.width,
         "height": facts.height,
         "thumb": thumb,
+        "camera": exif.camera,
+        "gps_lat": exif.gps_lat,
+        "gps_lon": exif.gps_lon,
     }
-    return Point(point_id(model, item.media_id, kind), vector, payload)
+    product = item.product
+    payload: ImagePayload | ProductPayload
+    if product is None:
+        payload = ImagePayload(**photo)
+    else:
+        payload = ProductPayload(
+            **photo,
+            product_id=product.product_id,
+            title=product.title,
+            category=product.category,
+            brand=product.brand,
+            price=product.price,
+            extra=dict(product.extra),
+        )
+    return Point(point_id(model, item.media_id, payload.kind), vector, payload.to_payload())
 
 
 def frame_points(loaded: Loaded, info: VideoInfo, frames: Sequence[FrameVector], model: str) -> list[Point]:
     """One point per sampled frame, each with its own thumbnail."""
-    base = video_payload(loaded, info, model)
     video_id = loaded.item.media_id
+    base = FramePayload(**video_fields(loaded, info, model), t=0.0)
     return [
-        Point(point_id(model, video_id, "frame", t=f.t), f.vector, {**base, "kind": "frame", "t": f.t, "thumb": f.thumb})
+        Point(point_id(model, video_id, "frame", t=f.t), f.vector, replace(base, t=f.t, thumb=f.thumb).to_payload())
         for f in frames
     ]
 
@@ -62,28 +74,23 @@ def segment_points(
     loaded: Loaded, info: VideoInfo, windows: Sequence[Window], frames: Sequence[FrameVector], model: str
 ) -> list[Point]:
     """One point per window: the mean of its frame vectors, renormalised to unit length."""
-    base = video_payload(loaded, info, model)
     video_id = loaded.item.media_id
+    fields = video_fields(loaded, info, model)
     points = []
     for window in windows:
         members = [frames[i] for i in window.indices]
-        pooled = mean_pool([f.vector for f in members])
-        payload = {
-            **base,
-            "kind": "segment",
-            "t_start": window.t_start,
-            "t_end": window.t_end,
-            "n_frames": len(members),
-            "thumb": members[0].thumb,
-        }
+        payload = SegmentPayload(
+            **fields, t_start=window.t_start, t_end=window.t_end, n_frames=len(members), thumb=members[0].thumb
+        )
         pid = point_id(model, video_id, "segment", t=window.t_start, t_end=window.t_end)
-        points.append(Point(pid, pooled, payload))
+        points.append(Point(pid, mean_pool([f.vector for f in members]), payload.to_payload()))
     return points
 
 
-def video_payload(loaded: Loaded, info: VideoInfo, model: str) -> dict[str, Any]:
+def video_fields(loaded: Loaded, info: VideoInfo, model: str) -> dict[str, Any]:
+    """Constructor arguments shared by a video's frame and segment payloads."""
     return {
-        **common_payload(loaded, model, None),
+        **origin(loaded, model, None),
         "video_id": loaded.item.media_id,
         "duration": info.duration,
         "width": info.width,
@@ -91,22 +98,21 @@ def video_payload(loaded: Loaded, info: VideoInfo, model: str) -> dict[str, Any]
     }
 
 
-def common_payload(loaded: Loaded, model: str, taken_at: float | None) -> dict[str, Any]:
-    """Fields every point carries; ``taken_at`` falls back to file mtime, then download time."""
+def origin(loaded: Loaded, model: str, taken_at: float | None) -> dict[str, Any]:
+    """Constructor arguments every payload shares: where the media is and when it was taken
+    (``taken_at`` falls back to the file's mtime, then to the download time)."""
     item = loaded.item
-    payload: dict[str, Any] = {
+    return {
         "media_id": item.media_id,
         "source": item.source_id,
         "uri": item.uri,
         "name": item.name,
+        "model": model,
         "taken_at": taken_at if taken_at is not None else (loaded.mtime or loaded.fetched_at),
         "size_bytes": loaded.size,
-        "model": model,
+        "path": item.path,
+        "dirs": tuple(ancestor_dirs(Path(item.path))) if item.path is not None else (),
     }
-    if item.path is not None:
-        payload["path"] = item.path
-        payload["dirs"] = ancestor_dirs(Path(item.path))
-    return payload
 
 
 def ancestor_dirs(path: Path) -> list[str]:
