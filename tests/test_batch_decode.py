@@ -179,6 +179,7 @@ def test_cmyk_falls_back_to_pillow_and_the_rest_of_the_batch_is_batched(bundled,
     finally:
         decoder.close()
     assert [f.loaded for f in result.fallbacks] == [cmyk] and "CMYK" in result.fallbacks[0].reason
+    assert (decoder.batchable(cmyk), decoder.batchable(grey)) == (False, True)
     assert [p.loaded for p in result.images] == [grey]
     assert prepare_image(cmyk, config_for(tmp_path, bundled, "pillow"), bundled.preprocess).facts.width == 320
 

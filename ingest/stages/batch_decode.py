@@ -101,6 +101,11 @@ class BatchDecoder:
         """Worth sending here: a JPEG whose bytes are in memory (anything else goes straight to Pillow)."""
         return loaded.kind == "image" and loaded.mime == JPEG_MIME and loaded.data is not None
 
+    def batchable(self, loaded: Loaded) -> bool:
+        """The full check, header included (about 0.1 ms): prefetch threads call it so that CMYK,
+        multi-picture or oversized JPEGs take the Pillow path there, not on a decode thread."""
+        return not isinstance(self._screen(loaded), Fallback)
+
     def prepare(self, batch: Sequence[Loaded]) -> BatchPrepared:
         """Decode, orient, preprocess and thumbnail ``batch``; never raises for a bad file."""
         screened: list[_Screened] = []
