@@ -26,6 +26,8 @@ from search.store.base import (
     Filter,
     HasId,
     Hit,
+    IndexRun,
+    IndexState,
     Match,
     Page,
     Point,
@@ -41,6 +43,8 @@ __all__ = [
     "Filter",
     "HasId",
     "Hit",
+    "IndexRun",
+    "IndexState",
     "Match",
     "Page",
     "Point",
@@ -127,20 +131,20 @@ def _open_backend(settings: Settings, dim: int, model: str) -> VectorStore:
     if scheme == "edge":
         from search.store.edge import EdgeStore
 
-        return EdgeStore(_folder(url, rest) / collection, collection, dim)
+        return EdgeStore(_folder(url, rest) / collection, collection, dim, settings.index)
     if scheme in ("http", "https"):
         from search.store.server import open_remote
 
         api_key = settings.store_api_key.get_secret_value() if settings.store_api_key else None
-        return open_remote(url, api_key, collection, dim)
+        return open_remote(url, api_key, collection, dim, settings.index)
     if scheme == "local":
         from search.store.server import open_local
 
-        return open_local(_folder(url, rest), collection, dim)
+        return open_local(_folder(url, rest), collection, dim, settings.index)
     if scheme == "memory":
         from search.store.server import open_local
 
-        return open_local(None, collection, dim)
+        return open_local(None, collection, dim, settings.index)
     raise ConfigError(
         f"MMSEARCH_STORE_URL {url!r} has an unknown scheme {scheme!r}; use edge://, http(s)://, local:// or memory://."
     )

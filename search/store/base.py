@@ -12,7 +12,7 @@ sit on top of these operations.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Union, runtime_checkable
 
@@ -21,6 +21,32 @@ import numpy as np
 from search.payload import FieldType
 
 Vector = Union[np.ndarray, Sequence[float]]
+
+
+@dataclass(frozen=True)
+class IndexRun:
+    """How the last index build went."""
+
+    started_at: float  # unix seconds
+    seconds: float
+    ok: bool
+    points: int
+    detail: str  # "indexed 120000 points" or why it failed or stopped
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """What /stats, doctor and the Status page show about the vector index."""
+
+    points: int
+    indexed: int
+    optimizing: bool
+    auto: bool
+    last_run: IndexRun | None
+
+    @property
+    def unindexed(self) -> int:
+        return max(0, self.points - self.indexed)
 
 
 @dataclass(frozen=True)
@@ -149,4 +175,17 @@ class VectorStore(Protocol):
     ) -> Page:
         """All points matching ``flt``, ordered by id, a page at a time."""
 
-    def close(self) -> None: ...
+    def index_state(self) -> IndexState:
+        """Points, how many are in the HNSW index, and whether a build runs now."""
+        ...
+
+    def request_index(self) -> None:
+        """An ingest job ended: build the index if enough points await it (the server does it itself)."""
+        ...
+
+    def build_index(self, progress: Callable[[float], None] | None = None, force: bool = False) -> IndexRun | None:
+        """Build the index now, blocking; None when one runs already, none is needed, or the
+        backend indexes in the background by itself (the Qdrant server)."""
+        ...
+
+        def close(self) -> None: ...

@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 import qdrant_edge as qe
 
 from search.errors import ConfigError, MMSearchError, StoreUnavailable
-from search.store.base import FieldType, Filter, Hit, Page, Point, Vector
+from search.settings import IndexSettings
+from search.store.base import FieldType, Filter, Hit, IndexRun, IndexState, Page, Point, Vector
 from search.store.conversions import (
     RECORD_ID,
     check_examples,
@@ -42,11 +43,14 @@ from search.store.conversions import (
     without_record,
 )
 from search.store.conversions_edge import SCHEMA_TYPES, to_filter, to_hit
+from search.store.edge_config import search_params, shard_config
+from search.store.maintenance import IndexMaintainer, recover_folder
 
 T = TypeVar("T")
 
 _UPSERT_BATCH = 1024  # bounds the size of one update call; memory, not speed, sets it
 _FLUSH_INTERVAL_S = 5.0  # as Qdrant server's optimizers.flush_interval_sec default
+_JOURNAL_MAX_OPERATIONS = 1_000  # update calls (of up to _UPSERT_BATCH points) journaled per build
 
 
 class EdgeStore:
@@ -54,14 +58,20 @@ class EdgeStore:
 
     backend = "edge"
 
-    def __init__(self, path: Path, collection: str, dim: int) -> None:
+    def __init__(self, path: Path, collection: str, dim: int, index: IndexSettings | None = None) -> None:
         self.path = path
         self.collection = collection
         self.dim = dim
+        self.index = index or IndexSettings()
         self._guard = threading.Lock()  # two threads closing at once close the shard once
+        self._use = threading.RLock()  # held by every shard call; an index swap takes it alone
+        self._writes = threading.Condition(threading.RLock())  # orders writes; a build's copy and swap hold it
+        self._journal: list[qe.UpdateOperation] | None = None  # writes made while an index build runs
         self._last_flush = time.monotonic()
         self._dirty = False  # written since the last flush
-        self._shard: qe.EdgeShard | None = _open_shard(path, dim)
+        recover_folder(path)
+        self._shard: qe.EdgeShard | None = _open_shard(path, dim, self.index)
+        self.maintainer = IndexMaintainer(self, self.index)
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -118,13 +128,55 @@ class EdgeStore:
         self._call(lambda shard: shard.flush())
         self._last_flush, self._dirty = time.monotonic(), False
 
-    def optimize(self) -> bool:
-        """Merge segments and build the HNSW index (Edge never does it in the background).
+    # -- the index (see search.store.maintenance) ------------------------------------------
 
-        Until this runs, search is exact brute force over the appendable segment: right, but
-        linear in the collection size. Call it after a large ingest; it blocks meanwhile.
-        """
-        return self._call(lambda shard: shard.optimize())
+    def index_state(self) -> IndexState:
+        return self.maintainer.state()
+
+    def request_index(self) -> None:
+        """An ingest job ended: the maintainer builds the index if enough points await it."""
+        self.maintainer.request()
+
+    def build_index(self, progress: Callable[[float], None] | None = None, force: bool = False) -> IndexRun | None:
+        """Build the index now, blocking (``mmsearch optimize``); None if one runs already or none is needed."""
+        return self.maintainer.run(progress, force=force)
+
+    def index_counts(self) -> tuple[int, int]:
+        """(points, points in an HNSW graph); segments below the threshold are searched exactly."""
+        info = self._call(lambda shard: shard.info())
+        hidden = 1 if self.read_record() is not None else 0  # the collection's own record point
+        points = max(0, info.points_count - hidden)
+        return points, min(points, info.indexed_vectors_count)
+
+    def begin_journal(self, copy: Callable[[], None]) -> None:
+        """Flush, run ``copy`` of the folder with writes paused, then journal the writes that follow."""
+        with self._writes:
+            self.flush()
+            copy()
+            self._journal = []
+
+    def end_journal(self) -> None:
+        with self._writes:
+            self._journal = None
+            self._writes.notify_all()
+
+    def swap_in(
+        self,
+        building: Path,
+        replace: Callable[[qe.EdgeShard, Path, list[qe.UpdateOperation]], qe.EdgeShard],
+    ) -> None:
+        """Replace the live shard by the built one, with writes and queries paused meanwhile."""
+        with self._writes, self._use:
+            live, journal = self._shard, self._journal or []
+            if live is None:
+                raise StoreUnavailable(f"The embedded vector store at {self.path} has been closed.")
+            self._shard = None
+            try:
+                self._shard = replace(live, building, journal)
+            except BaseException:
+                self._shard = _open_shard(self.path, self.dim, self.index)  # the folder as it was
+                raise
+            self._last_flush, self._dirty = time.monotonic(), False
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -200,8 +252,11 @@ class EdgeStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush and release the folder so another process may open it; safe to call twice."""
-        with self._guard:
+        """Flush and release the folder so another process may open it; safe to call twice.
+
+        A running index build is abandoned: the live folder already holds every write."""
+        self.maintainer.close()
+        with self._guard, self._use:
             shard, self._shard = self._shard, None
         if shard is not None:
             with _engine_errors(self.path):
@@ -234,23 +289,32 @@ class EdgeStore:
             score_threshold=score_threshold,
             with_payload=True,
             with_vector=with_vectors,
+            params=search_params(self.index),
         )
         return [to_hit(p) for p in self._call(lambda shard: shard.query(request))]
 
     def _write(self, operation: qe.UpdateOperation) -> None:
-        """Apply one update; flush too when the last flush is over ``_FLUSH_INTERVAL_S`` old."""
-        self._call(lambda shard: shard.update(operation))
-        self._dirty = True
-        if time.monotonic() - self._last_flush >= _FLUSH_INTERVAL_S:
-            self.flush()
+        """Apply one update, journaled while an index build runs (a full journal waits for it);
+        flush too when the last flush is over ``_FLUSH_INTERVAL_S`` old."""
+        with self._writes:
+            while self._journal is not None and len(self._journal) >= _JOURNAL_MAX_OPERATIONS:
+                self._writes.wait(timeout=1.0)
+            self._call(lambda shard: shard.update(operation))
+            if self._journal is not None:
+                self._journal.append(operation)
+            self._dirty = True
+            if time.monotonic() - self._last_flush >= _FLUSH_INTERVAL_S:
+                self.flush()
+        self.maintainer.note_write()
 
     def _call(self, action: Callable[[qe.EdgeShard], T]) -> T:
         """Run ``action`` on the open shard; engine failures become StoreUnavailable."""
-        shard = self._shard
-        if shard is None:
-            raise StoreUnavailable(f"The embedded vector store at {self.path} has been closed.")
-        with _engine_errors(self.path):
-            return action(shard)
+        with self._use:
+            shard = self._shard
+            if shard is None:
+                raise StoreUnavailable(f"The embedded vector store at {self.path} has been closed.")
+            with _engine_errors(self.path):
+                return action(shard)
 
 
 def _to_edge_point(point: Point, dim: int) -> qe.Point:
@@ -258,9 +322,9 @@ def _to_edge_point(point: Point, dim: int) -> qe.Point:
     return qe.Point(point_id, point_vector(point.vector, dim, point_id), plain_payload(point.payload))
 
 
-def _open_shard(path: Path, dim: int) -> qe.EdgeShard:
+def _open_shard(path: Path, dim: int, index: IndexSettings) -> qe.EdgeShard:
     """Load the shard in ``path``, or create it there when the folder holds none yet."""
-    config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
+    config = shard_config(dim, index)
     try:
         if _holds_shard(path):
             return qe.EdgeShard.load(str(path), config)

@@ -20,7 +20,8 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from search.errors import BadQuery, ConfigError, MMSearchError, StoreUnavailable
-from search.store.base import FieldType, Filter, Hit, Page, Point, Vector
+from search.settings import IndexSettings
+from search.store.base import FieldType, Filter, Hit, IndexRun, IndexState, Page, Point, Vector
 from search.store.conversions import (
     RECORD_ID,
     check_examples,
@@ -39,6 +40,7 @@ from search.store.conversions import (
     without_record,
 )
 from search.store.conversions_server import SCHEMA_TYPES, to_filter, to_hit
+from search.store.edge_config import points_to_kb
 
 T = TypeVar("T")
 
@@ -53,12 +55,21 @@ class ServerStore:
 
     backend = "server"
 
-    def __init__(self, client: QdrantClient, collection: str, dim: int, where: str, serialize: bool = False) -> None:
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        dim: int,
+        where: str,
+        serialize: bool = False,
+        index: IndexSettings | None = None,
+    ) -> None:
         """``where`` names the server (URL or folder) in error messages; ``serialize`` makes
         calls take turns, for local mode, which is not safe to use from several threads."""
         self.collection = collection
         self.dim = dim
         self.where = where
+        self.index = index or IndexSettings()
         self._client: QdrantClient | None = client
         self._serial = threading.Lock() if serialize else None
         self._ensure_collection()
@@ -235,9 +246,33 @@ class ServerStore:
                 score_threshold=score_threshold,
                 with_payload=True,
                 with_vectors=with_vectors,
+                search_params=None if self._serial is not None else self._search_params,  # local mode is exact
             )
         )
         return [to_hit(p) for p in response.points]
+
+    # -- the index: the server's optimizer builds it in the background -----------------------
+
+    def index_state(self) -> IndexState:
+        info = self._call(lambda c: c.get_collection(self.collection))
+        points = max(0, (info.points_count or 0) - (1 if self.read_record() is not None else 0))
+        indexed = min(points, info.indexed_vectors_count or 0)
+        return IndexState(points, indexed, info.status == models.CollectionStatus.YELLOW, True, None)
+
+    def request_index(self) -> None:
+        """Nothing to do: the server indexes in the background by itself."""
+
+    def build_index(self, progress: Callable[[float], None] | None = None, force: bool = False) -> IndexRun | None:
+        return None
+
+    @property
+    def _search_params(self) -> models.SearchParams:
+        quantization = (
+            models.QuantizationSearchParams(rescore=self.index.rescore, oversampling=self.index.oversampling)
+            if self.index.quantization == "int8"
+            else None
+        )
+        return models.SearchParams(hnsw_ef=self.index.hnsw_ef, quantization=quantization)
 
     def _call(self, action: Callable[[QdrantClient], T]) -> T:
         """Run ``action`` with the client, turning failures into errors that name the server."""
@@ -257,8 +292,28 @@ class ServerStore:
 
     def _create_collection(self) -> None:
         params = models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
+        threshold_kb = points_to_kb(self.index.threshold_points, self.dim)
+        hnsw = models.HnswConfigDiff(
+            m=self.index.hnsw_m, ef_construct=self.index.hnsw_ef_construct, full_scan_threshold=threshold_kb
+        )
+        quantization = (
+            models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+            )
+            if self.index.quantization == "int8"
+            else None
+        )
+        optimizers = models.OptimizersConfigDiff(indexing_threshold=threshold_kb)
         try:
-            self._call(lambda c: c.create_collection(self.collection, vectors_config=params))
+            self._call(
+                lambda c: c.create_collection(
+                    self.collection,
+                    vectors_config=params,
+                    hnsw_config=hnsw,
+                    quantization_config=quantization,
+                    optimizers_config=optimizers,
+                )
+            )
         except BadQuery:  # 409-like: another process created it between our check and create
             if not self._call(lambda c: c.collection_exists(self.collection)):
                 raise
@@ -275,13 +330,13 @@ class ServerStore:
             )
 
 
-def open_remote(url: str, api_key: str | None, collection: str, dim: int) -> ServerStore:
+def open_remote(url: str, api_key: str | None, collection: str, dim: int, index: IndexSettings | None = None) -> ServerStore:
     """A store on the Qdrant server at ``url``; unreachable servers raise StoreUnavailable."""
     client = QdrantClient(url=url, api_key=api_key, timeout=_TIMEOUT_S, check_compatibility=False)
-    return _with_client(client, collection, dim, url, serialize=False)
+    return _with_client(client, collection, dim, url, serialize=False, index=index)
 
 
-def open_local(path: Path | None, collection: str, dim: int) -> ServerStore:
+def open_local(path: Path | None, collection: str, dim: int, index: IndexSettings | None = None) -> ServerStore:
     """A store in qdrant-client's local mode: in ``path``, or in memory when ``path`` is None."""
     where = "memory://" if path is None else f"local://{path}"
     try:
@@ -295,13 +350,15 @@ def open_local(path: Path | None, collection: str, dim: int) -> ServerStore:
             f"The local Qdrant folder {path} is in use by another process; it admits one at a time. "
             "Stop that process, or run a Qdrant server and set MMSEARCH_STORE_URL=http://HOST:6333."
         ) from exc
-    return _with_client(client, collection, dim, where, serialize=True)
+    return _with_client(client, collection, dim, where, serialize=True, index=index)
 
 
-def _with_client(client: QdrantClient, collection: str, dim: int, where: str, serialize: bool) -> ServerStore:
+def _with_client(
+    client: QdrantClient, collection: str, dim: int, where: str, serialize: bool, index: IndexSettings | None
+) -> ServerStore:
     """Build the store, closing the client if the collection cannot be set up."""
     try:
-        return ServerStore(client, collection, dim, where, serialize=serialize)
+        return ServerStore(client, collection, dim, where, serialize=serialize, index=index)
     except BaseException:
         client.close()
         raise
