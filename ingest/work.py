@@ -18,9 +18,9 @@ from ingest.pipeline import Pipeline, PipelineParts
 from ingest.requests import request_from_params
 from ingest.stages.fetch import fetch_remote
 from ingest.stages.record import Failed, record_fetch_failures
-from ingest.stages.write import delete_media
 from ingest.tracker import JobTracker
 from search.catalog.types import JobRecord
+from search.deletion import delete_media_items
 from search.errors import FetchError, MediaError
 from search.fetch import Fetcher
 from search.services import Services
@@ -130,8 +130,8 @@ def abandon_items(services: Services, job_id: str, items: Sequence[MediaItem], r
 
 
 def purge_items(services: Services, media_ids: Sequence[str]) -> None:
-    """Delete the points and thumbnails of items that vanished from their source."""
-    delete_media(services.store, list(media_ids), services.settings.thumbnails_dir)
+    """Delete the items that vanished from their source (points, thumbnails, catalog state)."""
+    delete_media_items(services.store, services.catalog, services.settings.thumbnails_dir, media_ids)
 
 
 def finalize_job(services: Services, job_id: str) -> JobRecord | None:

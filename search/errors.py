@@ -26,6 +26,10 @@ class NotFound(MMSearchError):
     """An id, job or media item that does not exist."""
 
 
+class MediaChanged(MMSearchError):
+    """A file on disk is no longer what was indexed (edited, replaced, not a regular file)."""
+
+
 class BadQuery(MMSearchError):
     """A query that cannot be run as given; ``position`` points into query text when known."""
 

@@ -331,5 +331,5 @@ def test_deleting_an_item_removes_it_from_search(edge: Api) -> None:
     deleted = edge.client.delete(f"/media/{media}")
     assert deleted.status_code == 200 and deleted.json() == {"id": media, "points_deleted": 1}
     assert edge.client.post("/search", json={"id": media}).status_code == 404
-    assert edge.client.get(f"/media/{media}").json()["status"] == "deleted"
+    assert edge.client.get(f"/media/{media}").status_code == 404  # deleted: gone everywhere (issue 9)
     assert path not in {r["path"] for r in edge.search(text="a shape", limit=500, filters={"kinds": ["product"]}, dedup=False)}

@@ -26,6 +26,7 @@ from search.media import (
     sample_frames,
     save_thumbnail,
 )
+from search.media.thumbnail import frame_thumb_name, image_thumb_name
 from search.settings import Settings
 
 Preprocess = Callable[[Image.Image], torch.Tensor]
@@ -106,14 +107,6 @@ def prepare_frames(loaded: Loaded, info: VideoInfo, config: DecodeConfig, prepro
         thumb = frame_thumb_name(video_id, frame.t)
         save_thumbnail(frame.image, config.thumbnails_dir / thumb, config.thumbnail_size)
         yield PreparedFrame(frame.t, preprocess(frame.image), thumb)
-
-
-def image_thumb_name(media_id: str) -> str:
-    return f"{media_id}.webp"
-
-
-def frame_thumb_name(video_id: str, t: float) -> str:
-    return f"{video_id}/{int(round(t * 1000))}.webp"
 
 
 def _facts(decoded: DecodedImage) -> ImageFacts:

@@ -17,9 +17,10 @@ from typing import Any
 
 from ingest.discovery import Vanished, catalog_kind
 from ingest.items import MediaItem
-from ingest.stages.write import delete_media, drop_stale_points
+from ingest.stages.write import drop_stale_points
 from ingest.tracker import JobTracker
 from search.catalog import Catalog
+from search.deletion import delete_media_items
 from search.store import Point, VectorStore
 
 
@@ -61,7 +62,7 @@ class Recorder:
         indexed = [o for o in outcomes if isinstance(o, Indexed)]
         failed = [o for o in outcomes if isinstance(o, Failed)]
         for vanished in (o for o in outcomes if isinstance(o, Vanished)):
-            delete_media(self.store, vanished.media_ids, self.thumbnails_dir)
+            delete_media_items(self.store, self.catalog, self.thumbnails_dir, vanished.media_ids)
         self._store_points(indexed, failed)
         if indexed:
             self.tracker.indexed(len(indexed))

@@ -6,6 +6,7 @@
 | BadFilter                  | 422    | the filter is well-formed JSON but means nothing |
 | BadQuery                   | 400    | with ``position`` for syntax errors              |
 | NotFound                   | 404    |                                                 |
+| MediaChanged               | 409    | the file on disk changed since it was indexed    |
 | TooLarge                   | 413    | upload or image pixels over the limit            |
 | UnsupportedImage           | 415    | the bytes are not an image at all                |
 | MediaError                 | 400    | a broken image                                   |
@@ -31,6 +32,7 @@ from search.errors import (
     BlockedAddress,
     ConfigError,
     FetchError,
+    MediaChanged,
     MediaError,
     MMSearchError,
     ModelUnavailable,
@@ -47,6 +49,7 @@ _TABLE: tuple[tuple[type[MMSearchError], int, str], ...] = (
     (BadFilter, 422, "bad_filter"),
     (BadQuery, 400, "bad_query"),
     (NotFound, 404, "not_found"),
+    (MediaChanged, 409, "changed"),
     (TooLarge, 413, "too_large"),
     (UnsupportedImage, 415, "unsupported_media"),
     (MediaError, 400, "bad_image"),

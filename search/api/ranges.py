@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from email.utils import formatdate
-from pathlib import Path
+from typing import BinaryIO
 
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 CHUNK = 256 * 1024
 _SINGLE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
@@ -48,29 +48,32 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def file_response(path: Path, media_type: str | None, range_header: str | None) -> Response:
-    """200, 206 or 416 for ``path``; ``Accept-Ranges: bytes`` always."""
-    stat = path.stat()
-    size = stat.st_size
-    common = {"Accept-Ranges": "bytes", "Last-Modified": formatdate(stat.st_mtime, usegmt=True)}
+def file_response(handle: BinaryIO, size: int, mtime: float | None, media_type: str | None, range_header: str | None) -> Response:
+    """200, 206 or 416 for an open file; ``Accept-Ranges: bytes`` always.
+
+    The bytes come from ``handle`` (never by re-opening a path: the caller checked this open
+    file, and a path can be swapped in between); the response closes it when done.
+    """
+    common = {"Accept-Ranges": "bytes"}
+    if mtime is not None:
+        common["Last-Modified"] = formatdate(mtime, usegmt=True)
     try:
         wanted = parse_range(range_header, size)
     except Unsatisfiable:
+        handle.close()
         return Response(status_code=416, headers={**common, "Content-Range": f"bytes */{size}"})
     if wanted is None:
-        if range_header:  # ignored Range: send everything without FileResponse re-reading it
-            return StreamingResponse(
-                _read(path, 0, size - 1), media_type=media_type, headers={**common, "Content-Length": str(size)}
-            )
-        return FileResponse(path, media_type=media_type, headers=common)
+        headers = {**common, "Content-Length": str(size)}
+        return StreamingResponse(_read(handle, 0, size - 1), media_type=media_type, headers=headers)
     start, end = wanted
     headers = {**common, "Content-Range": f"bytes {start}-{end}/{size}", "Content-Length": str(end - start + 1)}
-    return StreamingResponse(_read(path, start, end), status_code=206, media_type=media_type, headers=headers)
+    return StreamingResponse(_read(handle, start, end), status_code=206, media_type=media_type, headers=headers)
 
 
-def _read(path: Path, start: int, end: int) -> Iterator[bytes]:
-    remaining = end - start + 1
-    with path.open("rb") as handle:
+def _read(handle: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+    """At most ``end - start + 1`` bytes from ``start``; closes ``handle`` however it ends."""
+    with handle:
+        remaining = end - start + 1
         handle.seek(start)
         while remaining > 0:
             chunk = handle.read(min(CHUNK, remaining))

@@ -322,6 +322,21 @@ class Catalog:
                 conn.execute(stmt.values(status="deleted", error=None, updated_at=now))
         return [replace(_media_record(r), status="deleted", error=None, updated_at=now) for r in gone]
 
+    def mark_media_deleted(self, media_ids: Iterable[str]) -> int:
+        """Flag the given items deleted with no points (their points and thumbnails are gone).
+
+        Unknown ids are ignored; an item already deleted is written again, so a deletion that was
+        interrupted half-way and is repeated leaves the same rows. Returns the rows written.
+        """
+        wanted = list(dict.fromkeys(media_ids))
+        written = 0
+        with self._write() as conn:
+            now = utcnow()
+            for chunk in _chunks(wanted, _ID_CHUNK):
+                stmt = update(media).where(media.c.id.in_(chunk))
+                written += conn.execute(stmt.values(status="deleted", error=None, point_count=0, updated_at=now)).rowcount
+        return written
+
     def is_unchanged(
         self,
         uri: str,

@@ -2,12 +2,16 @@
 
 The file is written to a temporary name and renamed into place, so a reader (the API serving
 thumbnails) never sees half a file, and two workers writing the same thumbnail do not corrupt it.
+Where an item's thumbnails live (``image_thumb_name``, ``frame_thumb_name``) is decided here
+once, for the ingest stages that write them and for the deletion that removes them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image
@@ -53,6 +57,29 @@ def save_thumbnail(image: Image.Image, dest: Path, size: int) -> Path:
         _discard(tmp_name)
         raise
     return dest
+
+
+def image_thumb_name(media_id: str) -> str:
+    """An image's or product's thumbnail, relative to the thumbnails folder."""
+    return f"{media_id}.webp"
+
+
+def frame_thumb_name(video_id: str, t: float) -> str:
+    """A video frame's thumbnail: one folder per video, one file per sampled millisecond."""
+    return f"{video_id}/{int(round(t * 1000))}.webp"
+
+
+def remove_thumbnails(thumbnails_dir: Path, media_ids: Iterable[str]) -> None:
+    """Delete every thumbnail of the given items (an image's file, a video's frame folder).
+
+    Ids that are not plain names (a ``/``, a leading dot) name no thumbnail and are ignored,
+    so no id can reach outside ``thumbnails_dir``.
+    """
+    for media_id in media_ids:
+        if not media_id or "/" in media_id or os.sep in media_id or media_id.startswith("."):
+            continue
+        (thumbnails_dir / image_thumb_name(media_id)).unlink(missing_ok=True)
+        shutil.rmtree(thumbnails_dir / media_id, ignore_errors=True)
 
 
 def _discard(name: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -17,7 +17,8 @@ router = APIRouter(tags=["media"])
 
 MediaId = Annotated[str, Path(min_length=1, max_length=200, description="media id (see results' media_id)")]
 PointId = Annotated[str, Path(min_length=1, max_length=200, description="point id (see results' id)")]
-NOT_FOUND = {404: {"model": ErrorOut, "description": "unknown id, or nothing to serve"}}
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "unknown or deleted id, or nothing to serve"}}
 THUMB_CACHE = "public, max-age=86400"
 
 
@@ -57,17 +58,23 @@ def point_thumbnail(point_id: PointId, state: State) -> FileResponse:
         200: {"description": "the whole file", "content": {"application/octet-stream": {}}},
         206: {"description": "the requested byte range (Content-Range)"},
         307: {"description": "remote media: redirect to its URL"},
+        409: {"model": ErrorOut, "description": "the file changed since it was indexed (re-ingest it)"},
         416: {"description": "the range cannot be satisfied (Content-Range: bytes */SIZE)"},
         **NOT_FOUND,
     },
     summary="The original file, with HTTP range requests (seekable video)",
 )
 def media_file(media_id: MediaId, state: State, range: Annotated[str | None, Header(max_length=200)] = None) -> Response:
-    """Local files are streamed (``Range: bytes=start-end`` supported); remote ones redirect."""
+    """Local files are streamed (``Range: bytes=start-end`` supported); remote ones redirect.
+
+    A local file is served only while it is the file that was indexed, inside the folder it was
+    indexed from: 404 when it is gone or now lies outside (a link swapped in), 409 when it
+    changed since indexing.
+    """
     found = core.media_file(state.services, media_id)
-    if found.path is None:
+    if found.handle is None:
         return RedirectResponse(str(found.url), status_code=307)
-    return file_response(found.path, found.mime or "application/octet-stream", range)
+    return file_response(found.handle, found.size, found.mtime, found.mime or "application/octet-stream", range)
 
 
 @router.delete(
@@ -78,5 +85,6 @@ def media_file(media_id: MediaId, state: State, range: Annotated[str | None, Hea
     summary="Remove an item from the index",
 )
 def delete_media(media_id: MediaId, state: State) -> DeletedOut:
-    """Deletes the item's points (all frames and segments of a video) and marks it deleted."""
+    """Deletes the item's points (all frames and segments of a video) and thumbnails and marks it
+    deleted; afterwards its metadata, file and thumbnail answer 404."""
     return DeletedOut(id=media_id, points_deleted=core.delete_media(state.services, media_id))
