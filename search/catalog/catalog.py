@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Table, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Row, Table, and_, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
@@ -27,12 +27,14 @@ from search.ids import media_id
 
 from .engine import WRITE_OPTION, create_catalog_engine, is_memory_sqlite, parse_url
 from .migrations import ensure_schema
+from .owners import orphan_reason
 from .schema import job_failures, jobs, media, sources, utcnow
 from .types import (
     FINISHED_JOB_STATUSES,
     JOB_STATUSES,
     MEDIA_KINDS,
     MEDIA_STATUSES,
+    RESUMABLE_JOB_STATUSES,
     SOURCE_KINDS,
     FailureRecord,
     JobRecord,
@@ -373,11 +375,20 @@ class Catalog:
 
     # -- jobs --------------------------------------------------------------------------------
 
-    def create_job(self, kind: str, params: dict[str, Any] | None = None) -> JobRecord:
-        """A queued job with a fresh UUID; ``params`` is whatever the runner needs to redo it."""
+    def create_job(
+        self, kind: str, params: dict[str, Any] | None = None, *, owner: str | None = None, resume: bool = False
+    ) -> JobRecord:
+        """A queued job with a fresh UUID; ``params`` is whatever the runner needs to redo it.
+
+        ``owner`` names the process that will run it in-process (``owners.JobOwner.encode()``).
+        With ``resume``, when the newest earlier job of the same kind and params was interrupted
+        or cancelled and nothing continued it yet, this job continues it: each records the other
+        (``resumed_from`` / ``resumed_by``), and runners of the old one stop.
+        """
         _check_text("job kind", kind)
         job = {
             "id": str(uuid.uuid4()),
+        now = utcnow()
             "kind": kind,
             "params": clean_json(params or {}),
             "status": "queued",
@@ -385,11 +396,15 @@ class Catalog:
             "indexed": 0,
             "skipped": 0,
             "failed": 0,
-            "created_at": utcnow(),
+            "created_at": now,
+            "owner": owner,
+            "heartbeat_at": now if owner else None,
         }
         with self._write() as conn:
             conn.execute(jobs.insert().values(job))
             return _job(conn, job["id"])
+            if resume:
+                job["resumed_from"] = _claim_resumable(conn, kind, job["params"], job["id"])
 
     def get_job(self, job_id: str) -> JobRecord:
         """The job with this id; raises NotFound."""
@@ -407,22 +422,64 @@ class Catalog:
         with self._read() as conn:
             return [JobRecord(**r._mapping) for r in conn.execute(stmt)]
 
-    def start_job(self, job_id: str) -> JobRecord:
-        """queued → running. Idempotent for a redelivered task; a cancelled job stays cancelled,
-        so the runner should stop when the returned record is finished."""
+    def start_job(self, job_id: str, owner: str | None = None) -> JobRecord:
+        """queued → running, with a heartbeat (and ``owner`` for an in-process run). Idempotent for
+        a redelivered task, which also revives an interrupted job nobody continued; a cancelled
+        job stays cancelled, so the runner should stop when the returned record is finished."""
+        now = utcnow()
         with self._write() as conn:
             stmt = update(jobs).where(jobs.c.id == job_id, jobs.c.status == "queued")
-            conn.execute(stmt.values(status="running", started_at=utcnow()))
+            conn.execute(stmt.values(status="running", started_at=now, **_given(owner=owner)))
+            _beat(conn, jobs.c.id == job_id, now)
             return _job(conn, job_id)
 
     def finish_job(self, job_id: str, status: JobStatus, error: str | None = None) -> JobRecord:
         """queued/running → done, failed (needs ``error``) or cancelled. The first finish wins:
-        a worker reporting ``done`` after a user cancelled does not resurrect the job."""
+    def beat_job(self, job_id: str) -> None:
+        """Show that someone works on the job (a Celery task of it, or the CLI following it)."""
+        with self._write() as conn:
+            _beat(conn, jobs.c.id == job_id, utcnow())
+
+    def beat_owner(self, owner: str) -> None:
+        """Show that process ``owner`` is alive: one heartbeat for every job it runs or queued."""
+        with self._write() as conn:
+            _beat(conn, jobs.c.owner == owner, utcnow())
+
+    def interrupt_orphaned_jobs(self, timeout: float, now: datetime | None = None) -> list[JobRecord]:
+        """Mark ``interrupted`` (with the reason) every queued or running job whose runner is gone.
+
+        The rule is ``owners.orphan_reason``: the owner process died on this host, or nobody
+        sent a heartbeat for ``timeout`` seconds. A job that shows life between the check and
+        the write is left alone. Returns the jobs marked.
+        """
+        now = now or utcnow()
+        open_jobs = select(jobs).where(jobs.c.status.in_(("queued", "running")))
+        with self._read() as conn:
+            candidates = [JobRecord(**r._mapping) for r in conn.execute(open_jobs)]
+        orphans = [(job, reason) for job in candidates if (reason := orphan_reason(job, now, timeout)) is not None]
+        marked: list[JobRecord] = []
+        if not orphans:
+            return marked
+        with self._write() as conn:
+            for job, reason in orphans:
+                unchanged = and_(
+                    jobs.c.id == job.id,
+                    jobs.c.status == job.status,
+                    jobs.c.heartbeat_at.is_not_distinct_from(job.heartbeat_at),
+                )
+                stmt = update(jobs).where(unchanged).values(status="interrupted", error=reason, finished_at=now)
+                if conn.execute(stmt).rowcount:
+                    marked.append(_job(conn, job.id))
+        return marked
+
+        a worker reporting ``done`` after a user cancelled does not resurrect the job. An
+        interrupted job whose runner turns out to be alive may still finish, unless a later
+        run continues it."""
         _check_choice("final job status", status, FINISHED_JOB_STATUSES)
         if status == "failed" and not (error and error.strip()):
             raise ValueError("a failed job needs an error message")
         with self._write() as conn:
-            stmt = update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(("queued", "running")))
+            stmt = update(jobs).where(jobs.c.id == job_id, _unfinished())
             conn.execute(stmt.values(status=status, error=error, finished_at=utcnow()))
             return _job(conn, job_id)
 
@@ -493,6 +550,30 @@ def _job(conn: Connection, job_id: str) -> JobRecord:
 
 def _media_record(row: Row[Any]) -> MediaRecord:
     return MediaRecord(**row._mapping)
+def _unfinished() -> ColumnElement[bool]:
+    """Jobs someone may still work on: queued, running, or interrupted and not continued."""
+    revivable = and_(jobs.c.status == "interrupted", jobs.c.resumed_by.is_(None))
+    return or_(jobs.c.status.in_(("queued", "running")), revivable)
+
+
+def _beat(conn: Connection, which: ColumnElement[bool], now: datetime) -> None:
+    """A heartbeat for the jobs ``which`` selects; an interrupted one nobody continued comes back."""
+    conn.execute(update(jobs).where(which, jobs.c.status.in_(("queued", "running"))).values(heartbeat_at=now))
+    revivable = and_(which, jobs.c.status == "interrupted", jobs.c.resumed_by.is_(None))
+    back = case((jobs.c.started_at.is_(None), "queued"), else_="running")
+    conn.execute(update(jobs).where(revivable).values(status=back, error=None, finished_at=None, heartbeat_at=now))
+
+
+def _claim_resumable(conn: Connection, kind: str, params: dict[str, Any], new_id: str) -> str | None:
+    """The id of the job ``new_id`` continues (see ``Catalog.create_job``), marked as taken."""
+    recent = select(jobs).where(jobs.c.kind == kind).order_by(jobs.c.created_at.desc(), jobs.c.id).limit(200)
+    previous = next((JobRecord(**r._mapping) for r in conn.execute(recent) if r.params == params), None)
+    if previous is None or previous.status not in RESUMABLE_JOB_STATUSES or previous.superseded:
+        return None
+    claim = update(jobs).where(jobs.c.id == previous.id, jobs.c.resumed_by.is_(None)).values(resumed_by=new_id)
+    return previous.id if conn.execute(claim).rowcount == 1 else None
+
+
 
 
 def _update_media(

@@ -11,6 +11,9 @@ Version history:
 1. sources, media (discovery fields, status, metadata) and jobs (discovered/indexed/failed).
 2. media.thumbnail, point_count, model, job_id, indexed_at (backfilled from updated_at for
    indexed items); jobs.skipped; the job_failures table; the (kind, status) index for /stats.
+3. jobs.owner and heartbeat_at (who runs a job and when they last showed life; running jobs
+   get their start time as a heartbeat, so ones left over from before are found interrupted),
+   jobs.resumed_from and resumed_by (a run that continues an interrupted one), a status index.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from search.errors import ConfigError
 
 from .schema import ROWID, UtcDateTime, json_type
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VERSION_TABLE = "schema_version"
 CATALOG_TABLES = ("sources", "media", "jobs", "job_failures")
 _PG_LOCK_KEY = 0x6D6D_7365_6172_6368  # "mmsearch": one advisory lock for schema changes
@@ -125,7 +128,23 @@ def _step_2_thumbnails_models_failures(conn: Connection) -> None:
     ).create(conn)
 
 
-STEPS: dict[int, Step] = {1: _step_1_initial, 2: _step_2_thumbnails_models_failures}
+def _step_3_job_owners_and_resumes(conn: Connection) -> None:
+    """Know who runs each job, so a job whose runner died is shown interrupted and resumed."""
+    _add_column(conn, "jobs", Column("owner", Text, nullable=True))
+    _add_column(conn, "jobs", Column("heartbeat_at", UtcDateTime(), nullable=True))
+    _add_column(conn, "jobs", Column("resumed_from", String(36), nullable=True))
+    _add_column(conn, "jobs", Column("resumed_by", String(36), nullable=True))
+    conn.execute(text("UPDATE jobs SET heartbeat_at = COALESCE(started_at, created_at) WHERE status = 'running'"))
+    md = MetaData()
+    jobs = Table("jobs", md, Column("status", String(16)))
+    Index("ix_jobs_status", jobs.c.status).create(conn)
+
+
+STEPS: dict[int, Step] = {
+    1: _step_1_initial,
+    2: _step_2_thumbnails_models_failures,
+    3: _step_3_job_owners_and_resumes,
+}
 
 
 def _add_column(conn: Connection, table: str, column: Column) -> None:  # type: ignore[type-arg]

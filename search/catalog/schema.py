@@ -140,7 +140,13 @@ jobs = Table(
     Column("finished_at", UtcDateTime(), nullable=True),
     # added in schema version 2
     Column("skipped", BigInteger, nullable=False, server_default="0"),
+    # added in schema version 3: who runs the job, and the run that continued it
+    Column("owner", Text, nullable=True),  # owners.JobOwner of an embedded job; None when distributed
+    Column("heartbeat_at", UtcDateTime(), nullable=True),
+    Column("resumed_from", ID, nullable=True),
+    Column("resumed_by", ID, nullable=True),
     Index("ix_jobs_created_at", "created_at"),
+    Index("ix_jobs_status", "status"),
 )
 
 job_failures = Table(

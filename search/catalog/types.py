@@ -13,13 +13,14 @@ from typing import Any, Literal, get_args
 SourceKind = Literal["folder", "urls", "crawl", "manifest", "url"]
 MediaKind = Literal["image", "video", "product"]
 MediaStatus = Literal["pending", "indexed", "failed", "deleted"]
-JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
 
 SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)
 MEDIA_KINDS: tuple[str, ...] = get_args(MediaKind)
 MEDIA_STATUSES: tuple[str, ...] = get_args(MediaStatus)
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
 FINISHED_JOB_STATUSES: tuple[str, ...] = ("done", "failed", "cancelled")
+RESUMABLE_JOB_STATUSES: tuple[str, ...] = ("interrupted", "cancelled")  # the next run of the same request resumes these
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,13 @@ class MediaRecord:
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
-    """An ingestion run and its progress counters."""
+    """An ingestion run and its progress counters.
+
+    ``owner`` is the process running an embedded job (``owners.JobOwner``; None for a
+    distributed one) and ``heartbeat_at`` when someone last worked on it. An ``interrupted``
+    job lost its runner; it comes back to life if that runner reappears (a late heartbeat, a
+    redelivered task), unless a later run already took it over (``resumed_by``).
+    """
 
     id: str
     kind: str
@@ -80,6 +87,10 @@ class JobRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    owner: str | None = None
+    heartbeat_at: datetime | None = None
+    resumed_from: str | None = None  # the interrupted or cancelled job this run continues
+    resumed_by: str | None = None  # the later run that continued this one
 
     @property
     def processed(self) -> int:
@@ -87,8 +98,18 @@ class JobRecord:
         return self.indexed + self.skipped + self.failed
 
     @property
+    def superseded(self) -> bool:
+        """A later run took this job over: whoever still works on it should stop."""
+        return self.resumed_by is not None
+
+    @property
+    def stopped(self) -> bool:
+        """Runners stop: the job was cancelled, or a later run continues it."""
+        return self.status == "cancelled" or self.superseded
+
+    @property
     def finished(self) -> bool:
-        return self.status in FINISHED_JOB_STATUSES
+        return self.status in FINISHED_JOB_STATUSES or self.superseded
 
 
 @dataclass(frozen=True, slots=True)
