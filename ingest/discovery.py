@@ -6,8 +6,12 @@ without being opened. Anything else is registered as ``pending`` for this job an
 Remote media cannot be judged before it is downloaded, so the fetch stage decides for it.
 
 After a source that lists everything it holds (a folder, a manifest) has been walked, the items
-it no longer holds are flagged deleted and reported as ``Vanished`` so their points go too.
-Folders that could not be listed are excluded from that sweep: unreadable is not deleted.
+it no longer holds are reported as ``Vanished``; ``search.deletion`` then removes their points and
+thumbnails and marks them deleted, in that order, so a crash in between is finished by the next
+scan. Entries that could not be read (``Unreadable``: a folder that cannot be listed, a link that
+cannot be followed) are excluded from that sweep with everything below them: unreadable is not
+deleted. What a source skips on purpose (``Skipped``: a link leaving the folder, a FIFO named
+``.jpg``) is counted as skipped and its reason is listed with the job's failures.
 
 The counting rules keep a job's counters from ever falling short of its discovered count, even
 when a Celery task is redelivered after a crash, because a job finishes when they meet: an item
@@ -19,12 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import cast
 
 from ingest.items import MediaItem, Problem
 from ingest.sources import SourceContext, SourceSpec, discover, sources_of
+from ingest.sources.folder import Skipped, Unreadable
 from ingest.tracker import JobTracker
 from search.catalog import Catalog
-from search.catalog.types import MediaRecord
+from search.catalog.types import MEDIA_KINDS, MediaKind, MediaRecord, SourceKind
 from search.fetch import Fetcher
 from search.services import IngestRequest
 from search.settings import IngestSettings
@@ -65,15 +71,18 @@ def discover_request(ctx: DiscoveryContext, request: IngestRequest) -> Iterator[
 
 
 def _discover_source(ctx: DiscoveryContext, spec: SourceSpec, admitted: set[str]) -> Iterator[MediaItem | Vanished]:
-    source = ctx.catalog.upsert_source(spec.kind, spec.uri, spec.options)
+    source = ctx.catalog.upsert_source(cast(SourceKind, spec.kind), spec.uri, spec.options)
     source_ctx = SourceContext(ctx.settings, ctx.fetcher, source.id, spec.options)
     seen: list[str] = []
-    unlisted: list[str] = []
+    unreadable: list[str] = []
     for found in discover(spec, source_ctx):
+        if isinstance(found, Skipped):
+            _skipped(ctx, found)
+            continue
         if isinstance(found, Problem):
             ctx.tracker.failed(found.uri, found.reason, discovered=True)
-            if found.reason.startswith("cannot list folder"):
-                unlisted.append(found.uri)
+            if isinstance(found, Unreadable):
+                unreadable.append(found.uri)
             continue
         seen.append(found.uri)
         if found.uri in admitted:
@@ -84,7 +93,7 @@ def _discover_source(ctx: DiscoveryContext, spec: SourceSpec, admitted: set[str]
             yield item
     ctx.catalog.mark_source_scanned(source.id)
     if spec.complete_listing:
-        vanished = _sweep(ctx.catalog, source.id, seen, unlisted)
+        vanished = _sweep(ctx.catalog, source.id, seen, unreadable)
         if vanished.media_ids:
             yield vanished
 
@@ -116,9 +125,9 @@ def admit(ctx: DiscoveryContext, item: MediaItem) -> MediaItem | None:
     return replace(item, had_points=registered.point_count > 0)
 
 
-def catalog_kind(hint: str) -> str:
+def catalog_kind(hint: str) -> MediaKind:
     """The catalog's kind for a hint; ``auto`` is recorded as image until the bytes say otherwise."""
-    return hint if hint in ("image", "video", "product") else "image"
+    return cast(MediaKind, hint) if hint in MEDIA_KINDS else "image"
 
 
 def _readmit(item: MediaItem, record: MediaRecord) -> MediaItem | None:
@@ -133,13 +142,26 @@ def _unchanged(ctx: DiscoveryContext, item: MediaItem, record: MediaRecord | Non
     return ctx.catalog.is_unchanged(item.uri, item.size, item.mtime, item.fingerprint, model=ctx.model)
 
 
-def _sweep(catalog: Catalog, source_id: str, seen: list[str], unlisted: list[str]) -> Vanished:
-    keep = set(seen)
-    if unlisted:
-        prefixes = tuple(uri.rstrip("/") + "/" for uri in unlisted)
-        keep.update(r.uri for r in catalog.media_for_source(source_id) if r.uri.startswith(prefixes))
-    gone = catalog.mark_missing_deleted(source_id, keep)
-    return Vanished(source_id, tuple(record.id for record in gone))
+def _skipped(ctx: DiscoveryContext, found: Skipped) -> None:
+    """Count a deliberate skip and keep its reason with the job's failures, so none is silent."""
+    ctx.catalog.record_failure(ctx.tracker.job_id, found.uri, f"skipped: {found.reason}")
+    ctx.tracker.discovered()
+    ctx.tracker.skipped()
+
+
+def _sweep(catalog: Catalog, source_id: str, seen: list[str], unreadable: list[str]) -> Vanished:
+    """The source's live items this scan did not see, except those at or below an unreadable entry.
+
+    Nothing is marked here: the deletion marks the rows after their points are gone.
+    """
+    keep = set(seen) | set(unreadable)
+    below = tuple(uri.rstrip("/") + "/" for uri in unreadable)
+    gone = [
+        record.id
+        for record in catalog.media_for_source(source_id)
+        if record.status != "deleted" and record.uri not in keep and not (below and record.uri.startswith(below))
+    ]
+    return Vanished(source_id, tuple(gone))
 
 
 def admit_fetched(ctx: DiscoveryContext, item: MediaItem) -> MediaItem | None:

@@ -120,7 +120,7 @@ def _path_source(entry: str, request: IngestRequest, options: dict[str, Any]) ->
 def _folder_items(spec: SourceSpec, ctx: SourceContext) -> Iterator[MediaItem | Problem]:
     hidden = bool(ctx.options.get("include_hidden", ctx.settings.include_hidden))
     file_filter = FileFilter(spec.options.get("include", ()), spec.options.get("exclude", ()), hidden)
-    for found in walk_folder(Path(spec.uri), file_filter):
+    for found in walk_folder(Path(spec.uri), file_filter, follow_symlinks=ctx.settings.follow_symlinks):
         if isinstance(found, FolderEntry):
             yield MediaItem(file_uri(found.path), ctx.source_id, found.kind, str(found.path), found.size, found.mtime)  # type: ignore[arg-type]
         else:

@@ -1,16 +1,25 @@
 """Walk a local folder for media files: recursive, filtered, hidden-aware, loop-safe.
 
-Candidates are chosen by extension (cheap, no file is opened while walking); the bytes decide
-what a file really is when it is decoded, so a ``.jpg`` holding text becomes a recorded failure,
-not a silent skip. Symlinked folders are followed once: each real folder is entered at most
-once, by (device, inode), so a link pointing back up the tree cannot loop. A folder that cannot
-be listed is reported as a ``Problem`` and the walk goes on.
+Candidates are chosen by extension (cheap: entries are only stat'ed while walking, never
+opened); the bytes decide what a file really is when it is decoded, so a ``.jpg`` holding text
+becomes a recorded failure, not a silent skip. Nothing named like media disappears silently:
+an entry that is not a regular file (a FIFO, a socket, a device, a folder named ``x.jpg``) is
+reported as ``Skipped`` with the reason, a dangling link or an unreadable entry as a
+``Problem``. FIFOs and devices are never opened, so nothing here can block.
+
+Symbolic links: a link whose target lies inside the walked folder is followed (each real folder
+is entered at most once, by (device, inode), so a link pointing back up the tree cannot loop).
+A link that leads outside the folder is not followed unless ``follow_symlinks`` is set
+(``MMSEARCH_INGEST__FOLLOW_SYMLINKS``); it is reported as ``Skipped``. Entries that could not be
+read are reported as ``Unreadable`` and the walk goes on: whatever was indexed at or below them
+is kept, because unreadable is not deleted.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -39,6 +48,16 @@ VIDEO_EXTENSIONS = frozenset(
         ".ogv",
     }
 )
+
+
+@dataclass(frozen=True)
+class Skipped(Problem):
+    """An entry named like media that is deliberately not indexed, and why (not a failure)."""
+
+
+@dataclass(frozen=True)
+class Unreadable(Problem):
+    """A file or folder that could not be read: what was indexed at or below it is kept."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +102,27 @@ def kind_for_extension(path: Path) -> str | None:
     return None
 
 
-def walk_folder(root: Path, file_filter: FileFilter = FileFilter()) -> Iterator[FolderEntry | Problem]:
-    """Yield media files under ``root`` in a stable (sorted) order, and problems met on the way."""
+FOLLOW_HINT = "set MMSEARCH_INGEST__FOLLOW_SYMLINKS=true to follow such links"
+
+
+@dataclass(frozen=True)
+class _Walk:
+    root: Path  # as given (absolute): entries keep the names users gave them
+    real_root: Path  # resolved: where "inside the folder" is judged
+    file_filter: FileFilter
+    follow_symlinks: bool
+
+
+def walk_folder(
+    root: Path, file_filter: FileFilter = FileFilter(), *, follow_symlinks: bool = False
+) -> Iterator[FolderEntry | Problem]:
+    """Yield media files under ``root`` in a stable (sorted) order, and problems met on the way.
+
+    ``follow_symlinks`` also follows links whose target lies outside ``root``; links inside it
+    are always followed.
+    """
     root = root.absolute()
+    walk = _Walk(root, Path(os.path.realpath(root)), file_filter, follow_symlinks)
     seen: set[tuple[int, int]] = set()
     stack: list[Path] = [root]
     while stack:
@@ -97,38 +134,71 @@ def walk_folder(root: Path, file_filter: FileFilter = FileFilter()) -> Iterator[
             seen.add(identity)
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            yield Problem(folder.as_uri(), f"cannot list folder: {exc.strerror or exc}")
+            yield Unreadable(folder.as_uri(), f"cannot list folder: {exc.strerror or exc}")
             continue
         subfolders: list[Path] = []
         for entry in entries:
-            found = _visit(entry, root, file_filter, subfolders)
+            found = _visit(entry, walk, subfolders)
             if found is not None:
                 yield found
         stack.extend(reversed(subfolders))  # depth-first, in name order
 
 
-def _visit(entry: os.DirEntry[str], root: Path, file_filter: FileFilter, subfolders: list[Path]) -> FolderEntry | Problem | None:
+def _visit(entry: os.DirEntry[str], walk: _Walk, subfolders: list[Path]) -> FolderEntry | Problem | None:
+    """What one directory entry is: a candidate, a subfolder to walk, a recorded skip, or nothing.
+
+    Only ``stat`` is called (``lstat`` first for links), so special files are never opened.
+    """
     path = Path(entry.path)
-    relative = PurePosixPath(path.relative_to(root).as_posix())
+    relative = PurePosixPath(path.relative_to(walk.root).as_posix())
+    kind = kind_for_extension(path)
+    wanted = kind is not None and walk.file_filter.wants_file(relative)
+    link = entry.is_symlink()
     try:
-        if entry.is_dir(follow_symlinks=True):
-            if file_filter.wants_folder(relative):
-                subfolders.append(path)
-            return None
-        if not entry.is_file(follow_symlinks=True):
-            return None  # sockets, fifos, dangling links
-        kind = kind_for_extension(path)
-        if kind is None or not file_filter.wants_file(relative):
-            return None
-        stat = entry.stat(follow_symlinks=True)
+        info = entry.stat(follow_symlinks=True)
+    except FileNotFoundError:
+        return Problem(path.as_uri(), "dangling symbolic link: its target does not exist") if link and wanted else None
     except OSError as exc:
-        return Problem(path.as_uri(), f"cannot read file: {exc.strerror or exc}")
-    return FolderEntry(path, stat.st_size, stat.st_mtime, kind)
+        return Unreadable(path.as_uri(), f"cannot read {'link' if link else 'entry'}: {exc.strerror or exc}")
+    is_dir = stat.S_ISDIR(info.st_mode)
+    if link and not walk.follow_symlinks and not _inside(path, walk.real_root):
+        if is_dir and walk.file_filter.wants_folder(relative):
+            return Skipped(path.as_uri(), f"symbolic link to a folder outside the ingested folder, not followed; {FOLLOW_HINT}")
+        if wanted:
+            return Skipped(path.as_uri(), f"symbolic link to a file outside the ingested folder, not followed; {FOLLOW_HINT}")
+        return None
+    if is_dir:
+        if not walk.file_filter.wants_folder(relative):
+            return None
+        subfolders.append(path)
+        return Skipped(path.as_uri(), "a folder named like a media file: its contents are scanned") if wanted else None
+    if not wanted or kind is None:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return Skipped(path.as_uri(), f"not a regular file but {_file_type(info.st_mode)}: never opened")
+    return FolderEntry(path, info.st_size, info.st_mtime, kind)
+
+
+def _inside(link: Path, real_root: Path) -> bool:
+    target = Path(os.path.realpath(link))
+    return target == real_root or target.is_relative_to(real_root)
+
+
+def _file_type(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return "a special file"
 
 
 def _identity(folder: Path) -> tuple[int, int]:
-    stat = folder.stat()
-    return stat.st_dev, stat.st_ino
+    info = folder.stat()
+    return info.st_dev, info.st_ino
 
 
 def _is_hidden(name: str) -> bool:

@@ -8,10 +8,11 @@ from search.embedder.device import pick_device, pick_precision, set_cpu_threads
 from search.embedder.embedder import Embedder
 from search.embedder.loader import load_open_clip
 from search.embedder.prompts import templates_for_model
+from search.embedder.protocol import ImageEmbedder
 from search.embedder.spec import ModelSpec, SpecKind, parse_model_spec
 from search.settings import Settings
 
-__all__ = ["Embedder", "ModelSpec", "SpecKind", "load_embedder", "parse_model_spec"]
+__all__ = ["Embedder", "ImageEmbedder", "ModelSpec", "SpecKind", "load_embedder", "parse_model_spec"]
 
 log = logging.getLogger(__name__)
 
