@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+ByteOrder = Literal["little", "big"]
+
 MediaClass = Literal["image", "video", "audio", "html", "text", "other"]
 
 SNIFF_BYTES = 512  # enough for every signature below (MPEG-TS needs two 188-byte packets)
@@ -33,15 +35,23 @@ class Sniffed:
 
 UNKNOWN = Sniffed("application/octet-stream", "other")
 
-# ISO base media file format brands (bytes 8..12 after "ftyp") that are still images.
+# ISO base media file format brands (bytes 8..12 after "ftyp") that are still images. A
+# generic major brand (mif1, msf1) names the codec among the compatible brands that follow.
 _IMAGE_BRANDS = {
     b"avif": "image/avif",
     b"avis": "image/avif",
     b"heic": "image/heic",
     b"heix": "image/heic",
+    b"heim": "image/heic",
+    b"heis": "image/heic",
+    b"hevc": "image/heic",
+    b"hevx": "image/heic",
     b"mif1": "image/heif",
+    b"mif2": "image/heif",
     b"msf1": "image/heif",
+    b"crx ": "image/x-canon-cr3",  # Canon CR3 is an ISO media file too
 }
+_GENERIC_IMAGE_BRANDS = {b"mif1", b"mif2", b"msf1"}
 _QUICKTIME_BRANDS = {b"qt  "}
 _AUDIO_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "}
 _SIMPLE: tuple[tuple[int, bytes, Sniffed], ...] = (
@@ -50,8 +60,13 @@ _SIMPLE: tuple[tuple[int, bytes, Sniffed], ...] = (
     (0, b"GIF87a", Sniffed("image/gif", "image")),
     (0, b"GIF89a", Sniffed("image/gif", "image")),
     (0, b"BM", Sniffed("image/bmp", "image")),
-    (0, b"II*\x00", Sniffed("image/tiff", "image")),
-    (0, b"MM\x00*", Sniffed("image/tiff", "image")),
+    (0, b"FUJIFILMCCD-RAW", Sniffed("image/x-fuji-raf", "image")),
+    (0, b"IIRO", Sniffed("image/x-olympus-orf", "image")),  # TIFF with Olympus' own magic number
+    (0, b"IIRS", Sniffed("image/x-olympus-orf", "image")),
+    (0, b"MMOR", Sniffed("image/x-olympus-orf", "image")),
+    (0, b"IIU\x00", Sniffed("image/x-panasonic-rw2", "image")),
+    (0, b"II+\x00", Sniffed("image/tiff", "image")),  # BigTIFF
+    (0, b"MM\x00+", Sniffed("image/tiff", "image")),
     (0, b"\x00\x00\x01\x00", Sniffed("image/x-icon", "image")),
     (0, b"\x1aE\xdf\xa3", Sniffed("video/x-matroska", "video")),  # Matroska and WebM
     (0, b"FLV\x01", Sniffed("video/x-flv", "video")),
@@ -72,7 +87,76 @@ def sniff(head: bytes) -> Sniffed:
     for offset, magic, result in _SIMPLE:
         if head[offset : offset + len(magic)] == magic:
             return result
-    return _sniff_riff(head) or _sniff_ftyp(head) or _sniff_other(head) or UNKNOWN
+    return _sniff_tiff(head) or _sniff_riff(head) or _sniff_ftyp(head) or _sniff_other(head) or UNKNOWN
+
+
+def _sniff_tiff(head: bytes) -> Sniffed | None:
+    if head[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    return Sniffed(classify_tiff(head), "image")
+
+
+# Makers whose raw files are plain TIFF containers (same magic number as a TIFF export).
+_RAW_MAKERS = (
+    (b"NIKON", "image/x-nikon-nef"),
+    (b"SONY", "image/x-sony-arw"),
+    (b"PENTAX", "image/x-pentax-pef"),
+    (b"RICOH", "image/x-pentax-pef"),
+    (b"CANON", "image/x-canon-cr2"),
+)
+_DNG_VERSION, _MAKE, _SUB_IFDS, _ASCII = 50706, 0x010F, 0x014A, 2
+
+
+def classify_tiff(data: bytes) -> str:
+    """A TIFF-structured file's MIME type: plain TIFF, DNG, or a camera's raw format.
+
+    Camera raw files share TIFF's magic number, so the first directory decides: a DNGVersion
+    tag means DNG; a Canon "CR" marker means CR2; a camera maker's name *and* SubIFDs (where
+    raw sensor data lives) mean that maker's raw format. An edited TIFF keeps the camera's
+    Make but has no SubIFDs, so it stays a TIFF. Tags whose values lie beyond ``data`` are
+    not seen; callers that can read more (the image decoder reads 64 KiB) decide better.
+    """
+    if data[8:10] == b"CR" and data[:2] == b"II":
+        return "image/x-canon-cr2"
+    entries = _ifd0_entries(data)
+    if _DNG_VERSION in entries:
+        return "image/x-adobe-dng"
+    make = _ascii_value(data, entries.get(_MAKE))
+    if make and _SUB_IFDS in entries:
+        for prefix, mime in _RAW_MAKERS:
+            if make.upper().startswith(prefix):
+                return mime
+    return "image/tiff"
+
+
+def _ifd0_entries(data: bytes) -> dict[int, tuple[int, int, bytes]]:
+    """Tag -> (type, count, 4-byte value field) of the first directory, as far as ``data`` reaches."""
+    order: ByteOrder = "little" if data[:2] == b"II" else "big"
+    offset = int.from_bytes(data[4:8], order)
+    if offset < 8 or offset + 2 > len(data):
+        return {}
+    count = int.from_bytes(data[offset : offset + 2], order)
+    entries = {}
+    for index in range(min(count, 512)):
+        start = offset + 2 + 12 * index
+        if start + 12 > len(data):
+            break
+        tag = int.from_bytes(data[start : start + 2], order)
+        kind = int.from_bytes(data[start + 2 : start + 4], order)
+        n = int.from_bytes(data[start + 4 : start + 8], order)
+        entries[tag] = (kind, n, data[start + 8 : start + 12])
+    return entries
+
+
+def _ascii_value(data: bytes, entry: tuple[int, int, bytes] | None) -> bytes:
+    if entry is None or entry[0] != _ASCII:
+        return b""
+    _, count, field = entry
+    if count <= 4:
+        return field[:count].rstrip(b"\x00 ")
+    order: ByteOrder = "little" if data[:2] == b"II" else "big"
+    start = int.from_bytes(field, order)
+    return data[start : start + min(count, 64)].rstrip(b"\x00 ")
 
 
 def _sniff_riff(head: bytes) -> Sniffed | None:
@@ -92,6 +176,8 @@ def _sniff_ftyp(head: bytes) -> Sniffed | None:
     if head[4:8] != b"ftyp":
         return None
     brand = head[8:12]
+    if brand in _GENERIC_IMAGE_BRANDS:
+        return Sniffed(_generic_image_mime(head), "image")
     if brand in _IMAGE_BRANDS:
         return Sniffed(_IMAGE_BRANDS[brand], "image")
     if brand in _AUDIO_BRANDS:
@@ -101,6 +187,18 @@ def _sniff_ftyp(head: bytes) -> Sniffed | None:
     if brand.startswith(b"3g"):
         return Sniffed("video/3gpp", "video")
     return Sniffed("video/mp4", "video")
+
+
+def _generic_image_mime(head: bytes) -> str:
+    """``mif1`` + compatible brands ``avif``/``heic`` -> that codec; plain HEIF otherwise."""
+    size = int.from_bytes(head[:4], "big")
+    compatible = head[16 : min(size, len(head))]
+    brands = {compatible[i : i + 4] for i in range(0, len(compatible) - 3, 4)}
+    if brands & {b"avif", b"avis"}:
+        return "image/avif"
+    if brands & {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"}:
+        return "image/heic"
+    return "image/heif"
 
 
 def _sniff_other(head: bytes) -> Sniffed | None:
