@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
-from mmsearch.output import EXIT_OK, EXIT_USAGE, emit_json, fail, say
+from mmsearch.output import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, emit_json, fail, say
 from search.errors import MMSearchError
 from search.settings import Settings, describe_settings_error, load_settings
 
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         return fail(f"invalid configuration: {describe_settings_error(exc)}")
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +76,7 @@ def _ingest(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.cli_support import run_ingest_command
+    from mmsearch.ingest_command import run_ingest_command
 
     return run_ingest_command(args, settings)
 
@@ -89,7 +89,7 @@ def _jobs(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.cli_support import run_jobs_command
+    from mmsearch.ingest_command import run_jobs_command
 
     return run_jobs_command(args, settings)
 
@@ -102,7 +102,7 @@ def _worker(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.cli_support import run_worker_command
+    from mmsearch.worker import run_worker_command
 
     return run_worker_command(args, settings)
 

@@ -97,8 +97,8 @@ def corpus_request(corpus: Path) -> IngestRequest:
 
 def ingest_corpus(services: Services, corpus: Path) -> int:
     """Index the corpus; unchanged files are skipped on a re-run. Returns the failure count."""
-    from ingest.cli_support import print_summary, progress_bar
     from ingest.jobs import run_ingest
+    from mmsearch.ingest_command import print_summary, progress_bar
 
     started = time.perf_counter()
     say("loading the model and indexing (unchanged files are skipped) ...")

@@ -79,7 +79,7 @@ def test_usage_errors_exit_2_with_a_message(tmp_path: Path) -> None:
 
 
 def test_worker_queue_names_and_concurrency_rules(tmp_path: Path) -> None:
-    from ingest.cli_support import worker_concurrency, worker_queues
+    from mmsearch.worker import worker_concurrency, worker_queues
     from search.errors import ConfigError
 
     settings = base_settings(tmp_path, ingest={"cpu_queue": "c1", "gpu_queue": "g1"})
