@@ -37,6 +37,7 @@ from typing import Union
 
 import numpy as np
 
+from search import bounds
 from search.errors import BadQuery
 
 # --- term types -------------------------------------------------------------------------
@@ -118,9 +119,9 @@ def with_weight(term: Term, weight: float) -> Term:
 
 # --- the compact string syntax ------------------------------------------------------------
 
-MAX_QUERY_CHARS = 2000
-MAX_TERMS = 16
-MAX_ABS_WEIGHT = 100.0
+MAX_QUERY_CHARS = bounds.MAX_QUERY_CHARS
+MAX_TERMS = bounds.MAX_TERMS
+MAX_ABS_WEIGHT = bounds.MAX_ABS_WEIGHT
 _NUMBER = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?")
 _PREFIXES = ("id", "url", "file", "img", "image")
 _MINUS = "-\u2212"  # ASCII hyphen-minus and the Unicode minus sign

@@ -1,15 +1,20 @@
 """The HTTP API's request and response shapes (OpenAPI), kept apart from the core's types.
 
 Requests forbid unknown fields, so a typo (``"kinds"`` vs ``"kind"``) is a 422 naming the field
-instead of a silently ignored filter. ``search.api.convert`` maps these to and from the core.
+instead of a silently ignored filter. Numbers are bounded to what the core and the stores can
+hold (``search.bounds``): an integer past 64 bits or an infinite float is a 422, not a 500 in a
+store. ``search.api.convert`` maps these to and from the core.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, model_validator
+
+from search import bounds
 
 Kind = Literal["image", "frame", "segment", "product"]
 TargetName = Literal["images", "moments", "videos"]
@@ -18,7 +23,12 @@ ShortText = Annotated[str, Field(min_length=1, max_length=1000)]
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
 HttpUrlText = Annotated[str, Field(min_length=8, max_length=4096, pattern=r"^https?://")]
 Base64Image = Annotated[str, Field(min_length=1, description="image bytes in base64 (a data: URL prefix is accepted)")]
-Weight = Annotated[float, Field(ge=-100, le=100, description="term weight; negative pushes away")]
+Weight = Annotated[
+    float, Field(ge=-bounds.MAX_ABS_WEIGHT, le=bounds.MAX_ABS_WEIGHT, description="term weight; negative pushes away")
+]
+Int64 = Annotated[StrictInt, Field(ge=bounds.INT64_MIN, le=bounds.INT64_MAX)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=bounds.INT64_MAX)]
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -51,8 +61,8 @@ class RangeIn(BaseModel):
     """A numeric range; either side may be left open."""
 
     model_config = _STRICT
-    gte: float | None = None
-    lte: float | None = None
+    gte: FiniteFloat | None = None
+    lte: FiniteFloat | None = None
 
     @model_validator(mode="after")
     def _one_side(self) -> RangeIn:
@@ -61,8 +71,31 @@ class RangeIn(BaseModel):
         return self
 
 
-FieldValue = Union[StrictStr, StrictInt, list[StrictStr | StrictInt], RangeIn]
-Timestamp = Union[float, datetime]
+def _storable(value: Any) -> Any:
+    """Refuse, with one clear message, numbers no store can compare (before the union's own checks,
+    whose per-member messages would bury the reason)."""
+    values = value if isinstance(value, list) else [value]
+    if any(isinstance(v, int) and not isinstance(v, bool) and not bounds.INT64_MIN <= v <= bounds.INT64_MAX for v in values):
+        raise ValueError(f"integers must lie in the signed 64-bit range ({bounds.INT64_MIN} to {bounds.INT64_MAX})")
+    if isinstance(value, dict):
+        for side in ("gte", "lte"):
+            if not _finite_or_not_a_number(value.get(side)):
+                raise ValueError(f"{side} must be a finite number")
+    return value
+
+
+def _finite_or_not_a_number(value: Any) -> bool:
+    """False only for what reads as infinity or NaN; anything else is left to the type checks."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return True
+    try:
+        return math.isfinite(float(value))
+    except (ValueError, OverflowError):
+        return True
+
+
+FieldValue = Annotated[Union[StrictStr, Int64, list[StrictStr | Int64], RangeIn], BeforeValidator(_storable)]
+Timestamp = Union[FiniteFloat, datetime]
 
 
 class FiltersIn(BaseModel):
@@ -83,14 +116,14 @@ class FiltersIn(BaseModel):
     path_prefix: str | None = Field(None, max_length=4096, description="absolute folder; files anywhere below match")
     taken_after: Timestamp | None = None
     taken_before: Timestamp | None = None
-    min_size: int | None = Field(None, ge=0, description="file size in bytes")
-    max_size: int | None = Field(None, ge=0)
-    min_width: int | None = Field(None, ge=0)
-    min_height: int | None = Field(None, ge=0)
+    min_size: Count | None = Field(None, description="file size in bytes")
+    max_size: Count | None = None
+    min_width: Count | None = None
+    min_height: Count | None = None
     categories: list[ShortText] = Field(default_factory=list, max_length=256)
     brands: list[ShortText] = Field(default_factory=list, max_length=256)
-    min_price: float | None = None
-    max_price: float | None = None
+    min_price: FiniteFloat | None = None
+    max_price: FiniteFloat | None = None
     fields: dict[str, FieldValue] = Field(default_factory=dict, max_length=32)
 
 
@@ -101,10 +134,10 @@ class QueryOptions(BaseModel):
 
     target: TargetName = Field("images", description="images: points; moments: video stretches; videos: whole videos")
     pooling: PoolingName = Field("topk", description="video pooling: mean of top-k frame scores, or mean-pooled segment vectors")
-    k: int | None = Field(None, ge=1, le=64, description="frames averaged by top-k pooling (default from settings)")
-    per_video: int = Field(3, ge=1, le=50, description="moments kept per video")
-    limit: int | None = Field(None, ge=1, le=1000, description="results per page (default and maximum from settings)")
-    offset: int = Field(0, ge=0, le=10_000)
+    k: int | None = Field(None, ge=1, le=bounds.MAX_K, description="frames averaged by top-k pooling (default from settings)")
+    per_video: int = Field(bounds.DEFAULT_PER_VIDEO, ge=1, le=bounds.MAX_PER_VIDEO, description="moments kept per video")
+    limit: int | None = Field(None, ge=1, le=bounds.MAX_LIMIT, description="results per page (default and maximum from settings)")
+    offset: int = Field(0, ge=0, le=bounds.MAX_OFFSET)
     score_threshold: float | None = Field(None, ge=-1, le=1, description="drop results scoring below this cosine")
     dedup: bool | None = Field(None, description="collapse near-duplicates; default: on when every hit is a product")
     dedup_threshold: float | None = Field(None, gt=0, le=1)
@@ -135,15 +168,17 @@ class SearchIn(QueryOptions):
     )
 
     text: ShortText | None = None
-    query: Annotated[str, Field(min_length=1, max_length=2000)] | None = Field(
+    query: Annotated[str, Field(min_length=1, max_length=bounds.MAX_QUERY_CHARS)] | None = Field(
         None, description='compact arithmetic, e.g. "beach" + id:42 - 0.5*"people"'
     )
-    terms: list[TermIn] | None = Field(None, min_length=1, max_length=16)
+    terms: list[TermIn] | None = Field(None, min_length=1, max_length=bounds.MAX_TERMS)
     image: Base64Image | None = None
     url: HttpUrlText | None = None
     id: Identifier | None = None
-    positive: list[Identifier] = Field(default_factory=list, max_length=32, description="example ids to be like")
-    negative: list[Identifier] = Field(default_factory=list, max_length=32, description="example ids to be unlike")
+    positive: list[Identifier] = Field(default_factory=list, max_length=bounds.MAX_EXAMPLES, description="example ids to be like")
+    negative: list[Identifier] = Field(
+        default_factory=list, max_length=bounds.MAX_EXAMPLES, description="example ids to be unlike"
+    )
 
     @model_validator(mode="after")
     def _one_way_of_asking(self) -> SearchIn:
@@ -160,8 +195,28 @@ class SearchIn(QueryOptions):
         return self
 
 
+class IngestOptionsIn(BaseModel):
+    """Per-job overrides of the ingest settings; an unknown or mistyped option is a 422 naming it.
+
+    The same options as ``ingest.sources.OPTION_TYPES`` (a test keeps the two lists equal).
+    """
+
+    model_config = _STRICT
+
+    crawl_max_depth: int | None = Field(None, ge=0, le=bounds.INT64_MAX, description="links followed from a start page")
+    crawl_max_pages: int | None = Field(None, ge=1, le=bounds.INT64_MAX, description="pages fetched per crawl")
+    crawl_delay: float | None = Field(None, ge=0, le=3600, description="seconds between requests to one host (at most an hour)")
+    crawl_same_host: bool | None = Field(None, description="stay on the start page's host")
+    include_hidden: bool | None = Field(None, description="also index hidden files and folders")
+
+
 class IngestIn(BaseModel):
-    """What to index; at least one of paths, url_lists, crawl or manifests."""
+    """What to index; at least one of paths, url_lists, crawl or manifests.
+
+    Local paths are absolute paths on the server, inside the folders it is allowed to read (the
+    data dir, ``MMSEARCH_INGEST__ALLOWED_ROOTS``, ``mmsearch serve --root``); http(s) URLs may be
+    given instead in ``paths``, ``url_lists`` and ``manifests``.
+    """
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"paths": ["/data/photos"], "include": ["*.jpg"]}]})
 
@@ -171,7 +226,7 @@ class IngestIn(BaseModel):
     manifests: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=list, max_length=100)
     include: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list, max_length=100)
     exclude: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list, max_length=100)
-    options: dict[str, Any] = Field(default_factory=dict, description="per-job overrides, e.g. crawl depth")
+    options: IngestOptionsIn = Field(default_factory=IngestOptionsIn, description="per-job overrides, e.g. crawl depth")
 
     @model_validator(mode="after")
     def _something(self) -> IngestIn:

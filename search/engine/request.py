@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from search import bounds
 from search.errors import BadQuery
 from search.filters import FilterSpec
 from search.query import FileTerm, IdTerm, Term, TextTerm, parse_query
@@ -13,8 +14,8 @@ Target = Literal["images", "moments", "videos"]
 Pooling = Literal["topk", "mean"]
 TARGETS: tuple[str, ...] = ("images", "moments", "videos")
 POOLINGS: tuple[str, ...] = ("topk", "mean")
-MAX_OFFSET = 10_000  # deeper pages cost linearly in Qdrant; nobody scrolls that far in a UI
-MAX_EXAMPLES = 32
+MAX_OFFSET = bounds.MAX_OFFSET
+MAX_EXAMPLES = bounds.MAX_EXAMPLES
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class SearchRequest:
     dedup_threshold: float | None = None
     explain: bool = False
     ensemble: bool | None = None  # prompt ensembling for text terms; None: the settings' choice
-    per_video: int = 3  # moments kept per video
+    per_video: int = bounds.DEFAULT_PER_VIDEO  # moments kept per video
     exclude_media: tuple[str, ...] = ()  # media never returned (``similar`` hides its source)
     allow_files: bool = False  # file: terms read the local disk: the CLI only
 
@@ -66,10 +67,10 @@ class SearchRequest:
             raise BadQuery(f"limit must be between 1 and {max_limit}, got {self.limit}.")
         if not 0 <= self.offset <= MAX_OFFSET:
             raise BadQuery(f"offset must be between 0 and {MAX_OFFSET}, got {self.offset}.")
-        if self.k is not None and not 1 <= self.k <= 64:
-            raise BadQuery(f"k must be between 1 and 64, got {self.k}.")
-        if not 1 <= self.per_video <= 50:
-            raise BadQuery(f"per_video must be between 1 and 50, got {self.per_video}.")
+        if self.k is not None and not 1 <= self.k <= bounds.MAX_K:
+            raise BadQuery(f"k must be between 1 and {bounds.MAX_K}, got {self.k}.")
+        if not 1 <= self.per_video <= bounds.MAX_PER_VIDEO:
+            raise BadQuery(f"per_video must be between 1 and {bounds.MAX_PER_VIDEO}, got {self.per_video}.")
         if self.dedup_threshold is not None and not 0 < self.dedup_threshold <= 1:
             raise BadQuery(f"dedup_threshold must be in (0, 1], got {self.dedup_threshold}.")
         if not self.allow_files:

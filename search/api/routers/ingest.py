@@ -39,7 +39,7 @@ def start_ingest(body: IngestIn, state: State, base: BaseUrl, response: Response
         manifests=tuple(body.manifests),
         include=tuple(body.include),
         exclude=tuple(body.exclude),
-        options=dict(body.options),
+        options=body.options.model_dump(exclude_none=True),
     )
     job_id = state.launcher(request)
     url = f"{base}/jobs/{job_id}"
