@@ -113,8 +113,9 @@ def indexed(backend: str) -> Indexed:
     world = corpus()
     with _lock:
         if backend not in _indexed:
-            # 127.0.0.1 is allowed so URL queries can be served by a local test server
-            settings = settings_for(backend, scratch() / f"data-{backend}", ingest={"allow_hosts": ["127.0.0.1"]})
+            # 127.0.0.1 is allowed so URL queries can be served by a local test server; the corpus, so the API may ingest it
+            ingest = {"allow_hosts": ["127.0.0.1"], "allowed_roots": [str(world.folder)]}
+            settings = settings_for(backend, scratch() / f"data-{backend}", ingest=ingest)
             services = Services(settings)
             request = IngestRequest(paths=(str(world.images), str(world.videos)), manifests=(str(world.products_csv),))
             job = run_ingest(services, request)

@@ -173,7 +173,7 @@ def test_product_manifest_rows_become_filterable_product_points(services: Servic
 
     assert (job.indexed, job.failed) == (3, 2)
     reasons = " | ".join(f.reason for f in services.catalog.job_failures(job.id))
-    assert "product P3 (line 4)" in reasons and "no product id" in reasons
+    assert "products.csv line 4: cannot read file" in reasons and "no product id" in reasons
     hits = services.store.scroll(Filter(must=(Match("brand", ("Acme",)),))).hits
     assert {h.id for h in hits} == {image_point_id(shop / "photos" / n, "product") for n in ("p1-front.jpg", "p1-back.jpg")}
     payload = hits[0].payload

@@ -4,10 +4,17 @@ Each source kind lives in its own module (``folder``, ``crawl``, ``manifest``); 
 maps the request onto them and turns what they find into ``MediaItem``s with canonical URIs.
 Nothing here touches the catalog or the store: admission (skip unchanged, count, record
 failures) is ``ingest.discovery``'s job.
+
+The paths a request names were checked where the request came in (the API keeps them inside
+its allowed roots; the CLI's user names what they may read). What a file names in turn is
+checked here: a manifest's photos must lie in the manifest's folder or an allowed root, and a
+manifest on the web may name only web images.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +27,7 @@ from ingest.sources.folder import FileFilter, FolderEntry, kind_for_extension, w
 from ingest.sources.manifest import ProductPhoto, read_manifest, read_url_list
 from search.errors import ConfigError, FetchError, MediaError
 from search.fetch import Fetcher
+from search.roots import inside
 from search.services import IngestRequest
 from search.settings import IngestSettings
 
@@ -139,7 +147,7 @@ def _url_list_items(spec: SourceSpec, ctx: SourceContext) -> Iterator[MediaItem 
         yield text
         return
     base = spec.uri if _is_url(spec.uri) else None
-    for found in read_url_list(text, base):
+    for found in read_url_list(text, base, name=spec.uri):
         yield found if isinstance(found, Problem) else MediaItem(found, ctx.source_id, "auto")
 
 
@@ -164,21 +172,31 @@ def _manifest_items(spec: SourceSpec, ctx: SourceContext) -> Iterator[MediaItem 
     if isinstance(text, Problem):
         yield text
         return
-    base = spec.uri if _is_url(spec.uri) else str(Path(spec.uri).parent)
-    name = spec.uri if _is_url(spec.uri) else Path(spec.uri).name
+    remote = _is_url(spec.uri)
+    base = spec.uri if remote else str(Path(spec.uri).parent)
+    name = spec.uri if remote else Path(spec.uri).name
+    # a local manifest may name photos beside it or in an allowed root; a remote one, none on this disk
+    roots = () if remote else (Path(base).resolve(), *(Path(r).expanduser().resolve() for r in ctx.settings.allowed_roots))
     for found in read_manifest(text, name, base):
         if isinstance(found, ProductPhoto):
-            yield _product_item(found, ctx.source_id)
+            yield _product_item(found, ctx.source_id, spec.uri, name, roots)
         else:
             yield found
 
 
-def _product_item(photo: ProductPhoto, source_id: str) -> MediaItem | Problem:
+def _product_item(photo: ProductPhoto, source_id: str, manifest: str, name: str, roots: tuple[Path, ...]) -> MediaItem | Problem:
+    """The photo as an item; a Problem naming the line (never the cell) when it may not be read."""
     if _is_url(photo.location):
         return MediaItem(photo.location, source_id, "product", product=photo.product, fingerprint=photo.fingerprint)
-    item = _local_item(path_of_file_uri(photo.location), source_id, kind="product")
+    where = f"{manifest}#L{photo.line}"
+    if not roots:
+        return Problem(where, f"{name} line {photo.line}: a manifest on the web may name only http(s) images")
+    path = path_of_file_uri(photo.location)
+    if not inside(path, roots):
+        return Problem(where, f"{name} line {photo.line}: the image lies outside the folders this server may read")
+    item = _local_item(path, source_id, kind="product")
     if isinstance(item, Problem):
-        return Problem(item.uri, f"product {photo.product.product_id} (line {photo.line}): {item.reason}")
+        return Problem(item.uri, f"{name} line {photo.line}: {item.reason}")
     return MediaItem(item.uri, source_id, "product", item.path, item.size, item.mtime, photo.product, photo.fingerprint)
 
 
@@ -196,13 +214,26 @@ def _read_text(location: str, fetcher: Fetcher) -> str | Problem:
     try:
         if _is_url(location):
             return fetcher.fetch(location, max_bytes=_LIST_MAX_BYTES).text()
-        return Path(location).read_text(encoding="utf-8-sig")
+        return _read_local_text(Path(location))
     except (FetchError, MediaError) as exc:
         return Problem(location, f"cannot read {location}: {exc}")
     except OSError as exc:
         return Problem(_as_uri(location), f"cannot read {location}: {exc.strerror or exc}")
     except UnicodeDecodeError as exc:
         return Problem(_as_uri(location), f"cannot read {location}: not UTF-8 text ({exc.reason})")
+
+
+def _read_local_text(path: Path) -> str:
+    """A local list's text: a regular file (never a FIFO or a device, which would block or never
+    end), opened without blocking and read up to the same size limit as a download."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise MediaError("not a regular file")
+        data = file.read(_LIST_MAX_BYTES + 1)
+    if len(data) > _LIST_MAX_BYTES:
+        raise MediaError(f"larger than {_LIST_MAX_BYTES // (1024 * 1024)} MiB")
+    return data.decode("utf-8-sig")
 
 
 def _location(entry: str) -> str:

@@ -5,7 +5,8 @@ photos (paths relative to the manifest, absolute paths or URLs). Every other col
 payload field, so a catalogue's own attributes (colour, size, season…) are searchable filters.
 Column names are matched loosely (``sku`` or ``id`` for the product id, ``image_url`` or
 ``images`` for photos) because real exports never agree on them. A bad row is a ``Problem``
-naming its line; the other rows still count.
+naming its line; the other rows still count. No message quotes a line or a cell: whatever file
+was named as a list or manifest, its contents never reach a job's failures.
 """
 
 from __future__ import annotations
@@ -43,8 +44,13 @@ class ProductPhoto:
     line: int
 
 
-def read_url_list(text: str, base: str | None = None) -> Iterator[str | Problem]:
-    """URLs from a text file, one a line; blank lines and ``#`` comments are ignored."""
+def read_url_list(text: str, base: str | None = None, name: str | None = None) -> Iterator[str | Problem]:
+    """URLs from a text file, one a line; blank lines and ``#`` comments are ignored.
+
+    ``base`` resolves relative lines of a list on the web; ``name`` says where the list is in
+    the URIs of its bad lines (``list.txt#L3``).
+    """
+    where = name or base or "url list"
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -53,7 +59,7 @@ def read_url_list(text: str, base: str | None = None) -> Iterator[str | Problem]
         if urlparse(url).scheme in ("http", "https"):
             yield url
         else:
-            yield Problem(f"{base or 'url list'}#L{number}", f"line {number} is not an http(s) URL: {line[:200]!r}")
+            yield Problem(f"{where}#L{number}", f"line {number} is not an http(s) URL")
 
 
 def read_manifest(text: str, name: str, base: str) -> Iterator[ProductPhoto | Problem]:
@@ -117,7 +123,7 @@ def _photos(row: dict[str, Any], line: int, name: str, base: str) -> Iterator[Pr
         return
     photos = _photo_locations(row, lowered, base)
     if not photos:
-        yield Problem(where, f"{name} line {line}: product {product_id} has no image (columns {', '.join(IMAGE_COLUMNS[:4])}…)")
+        yield Problem(where, f"{name} line {line}: the product has no image (columns {', '.join(IMAGE_COLUMNS[:4])}…)")
         return
     product = _product(row, lowered, product_id)
     fingerprint = hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()

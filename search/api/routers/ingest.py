@@ -1,15 +1,25 @@
-"""Starting ingestion and watching its jobs."""
+"""Starting ingestion and watching its jobs.
+
+A request names places on the server; every local one must lie inside the folders the server may
+read (``Settings.ingest_roots``), checked here before a job exists, so a refused request leaves
+no trace but its 422.
+"""
 
 from __future__ import annotations
 
+import pathlib
+from collections.abc import Sequence
 from typing import Annotated
+from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from fastapi.exceptions import RequestValidationError
 
 from search.api import convert
 from search.api.deps import BaseUrl, State, require_api_key
 from search.api.schemas import ErrorOut, IngestAccepted, IngestIn, JobOut, JobsOut
 from search.catalog import JOB_STATUSES
+from search.roots import request_path_problem
 from search.services import IngestRequest
 
 router = APIRouter(tags=["ingest"])
@@ -22,7 +32,12 @@ JobStatusName = Annotated[str | None, Query(pattern="^(" + "|".join(JOB_STATUSES
     status_code=202,
     response_model=IngestAccepted,
     dependencies=[Depends(require_api_key)],
-    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 503: {"model": ErrorOut, "description": "no ingest runner"}},
+    responses={
+        401: {"model": ErrorOut},
+        403: {"model": ErrorOut},
+        422: {"model": ErrorOut, "description": "a bad field, or a path outside the folders this server may read"},
+        503: {"model": ErrorOut, "description": "no ingest runner"},
+    },
     summary="Start an ingest job",
 )
 def start_ingest(body: IngestIn, state: State, base: BaseUrl, response: Response) -> IngestAccepted:
@@ -32,6 +47,7 @@ def start_ingest(body: IngestIn, state: State, base: BaseUrl, response: Response
             503,
             "This server cannot run ingestion: it was started without an ingest runner. Use `mmsearch ingest` or `mmsearch serve`.",
         )
+    _check_paths(body, state.settings.ingest_roots)
     request = IngestRequest(
         paths=tuple(body.paths),
         url_lists=tuple(body.url_lists),
@@ -45,6 +61,23 @@ def start_ingest(body: IngestIn, state: State, base: BaseUrl, response: Response
     url = f"{base}/jobs/{job_id}"
     response.headers["Location"] = url
     return IngestAccepted(job_id=job_id, status_url=url)
+
+
+def _check_paths(body: IngestIn, roots: Sequence[pathlib.Path]) -> None:
+    """422 naming every local path (``paths.1``) that is relative or outside the allowed roots."""
+    problems = [
+        {"type": "path_not_allowed", "loc": ("body", name, index), "msg": reason}
+        for name in ("paths", "url_lists", "manifests")
+        for index, entry in enumerate(getattr(body, name))
+        if not _is_url(entry) and (reason := request_path_problem(entry, roots))
+    ]
+    if problems:
+        raise RequestValidationError(problems)
+
+
+def _is_url(entry: str) -> bool:
+    parsed = urlparse(entry)
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
 @router.get("/jobs", response_model=JobsOut, summary="Recent ingest jobs, newest first")
