@@ -59,3 +59,21 @@ class FetchError(MMSearchError):
 
 class BlockedAddress(FetchError):
     """A URL that resolves to a loopback, private or link-local address not allowlisted."""
+
+
+class FetchTimeout(FetchError):
+    """A remote that did not deliver the whole response within its total deadline (slow or dripping).
+
+    Permanent for this request: the same server would most likely be as slow again.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
+
+
+class Overloaded(MMSearchError):
+    """Refused because too much work of this kind is in flight; ``retry_after`` seconds is a fair wait."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

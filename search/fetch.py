@@ -4,8 +4,16 @@ URLs come from untrusted places (web pages, manifests, API calls), so fetching o
 become a way into the host's network (SSRF): every TCP connection, including each redirect hop,
 is made to an address that was resolved and checked right there, so a DNS answer cannot change
 between the check and the connect. Loopback, private, link-local, reserved and other
-non-global addresses are refused unless the host or address is in
-``settings.ingest.allow_hosts`` (tests allowlist ``127.0.0.1``).
+non-global addresses are refused, also when an IPv6 address only wraps one (IPv4-mapped,
+IPv4-compatible, NAT64, 6to4, Teredo), unless ``settings.ingest.allow_hosts`` names the host or
+address, best with its port (``127.0.0.1:9000``; a bare ``localhost`` allows every port on it).
+
+Every fetch has a total deadline, retries and redirects included, enforced on each socket
+operation (connect, TLS, every read and write), so a server that drips one byte at a time cannot
+hold a thread past it: pages and manifests get ``page_deadline``, media downloads
+``download_deadline``, and a caller may open a shorter ``fetch_deadline`` around several fetches
+(a search with image URLs shares one). A fetcher also caps how many fetches it runs at once, in
+all and per host; a fetch over the cap waits for a slot, up to ``fetch_slot_wait``.
 
 Transient failures (timeouts, resets, 429, 5xx) are retried with jittered exponential backoff;
 permanent ones (404, blocked address, too large) fail at once. The type of what came back is
@@ -19,20 +27,24 @@ import ipaddress
 import os
 import random
 import socket
+import ssl
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
 import httpcore
 import httpx
 
-from search.errors import BlockedAddress, FetchError, TooLarge
+from search.errors import BlockedAddress, FetchError, FetchTimeout, TooLarge
 from search.media.sniff import SNIFF_BYTES, Sniffed, sniff
-from search.settings import IngestSettings
+from search.settings import IngestSettings, split_host_port
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -89,21 +101,155 @@ class Downloaded:
         return self.sniffed.mime
 
 
+# -- the total deadline -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    at: float  # time.monotonic() by which everything must be done
+    seconds: float  # the budget it was opened with, for messages
+
+
+_deadline: ContextVar[_Deadline | None] = ContextVar("mmsearch_fetch_deadline", default=None)
+
+
+@contextmanager
+def fetch_deadline(seconds: float) -> Iterator[None]:
+    """Every fetch made inside this block (in this thread), retries and redirects included,
+    ends by ``seconds`` from now; a deadline already open that ends sooner is kept."""
+    opened = _Deadline(time.monotonic() + seconds, seconds)
+    current = _deadline.get()
+    token = _deadline.set(current if current is not None and current.at <= opened.at else opened)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+class _DeadlinePassed(Exception):
+    """Internal: the open deadline passed; raised from socket operations, turned into FetchTimeout."""
+
+
+def _remaining() -> float | None:
+    current = _deadline.get()
+    return None if current is None else current.at - time.monotonic()
+
+
+def _bounded(timeout: float | None) -> float | None:
+    """A socket timeout that also ends at the deadline; raises once the deadline has passed."""
+    remaining = _remaining()
+    if remaining is None:
+        return timeout
+    if remaining <= 0:
+        raise _DeadlinePassed()
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every operation is bounded by the deadline open in the calling thread.
+
+    The deadline is read per operation, not stored, because a pooled keep-alive connection serves
+    later fetches with their own deadlines.
+    """
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _bounded(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _bounded(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+# -- concurrency caps -------------------------------------------------------------------------------
+
+
+class FetchSlots:
+    """Fetches in flight, capped in all and per key (a remote host, a client address).
+
+    ``acquire`` waits at most ``timeout`` seconds for a slot (0: answer at once) and says whether
+    it got one; every successful acquire is paired with a ``release`` of the same key.
+    """
+
+    def __init__(self, total: int, per_key: int) -> None:
+        self.total = total
+        self.per_key = per_key
+        self._changed = threading.Condition()
+        self._in_flight = 0
+        self._by_key: dict[str, int] = {}
+
+    @property
+    def in_flight(self) -> int:
+        with self._changed:
+            return self._in_flight
+
+    def acquire(self, key: str, timeout: float = 0.0) -> bool:
+        give_up = time.monotonic() + timeout
+        with self._changed:
+            while self._in_flight >= self.total or self._by_key.get(key, 0) >= self.per_key:
+                left = give_up - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            self._in_flight += 1
+            self._by_key[key] = self._by_key.get(key, 0) + 1
+            return True
+
+    def release(self, key: str) -> None:
+        with self._changed:
+            self._in_flight -= 1
+            left = self._by_key.pop(key) - 1
+            if left:
+                self._by_key[key] = left
+            self._changed.notify_all()
+
+
 # -- the address guard ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AllowEntry:
+    """One ``allow_hosts`` entry: a host name or an address/network, with or without a port."""
+
+    name: str | None  # a host name, compared with the URL's host
+    network: IpNetwork | None  # an address or network, compared with the resolved addresses
+    port: int | None  # None: every port
+
+    @classmethod
+    def parse(cls, entry: str) -> AllowEntry:
+        host, port = split_host_port(entry)
+        try:
+            return cls(None, ipaddress.ip_network(host, strict=False), port)
+        except ValueError:
+            return cls(host, None, port)
+
+    def allows_name(self, name: str, port: int) -> bool:
+        return self.name == name and self.port in (None, port)
+
+    def allows_address(self, ip: IpAddress, port: int) -> bool:
+        if self.network is None or self.port not in (None, port):
+            return False
+        candidates = [ip] + ([ip.ipv4_mapped] if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else [])
+        return any(c.version == self.network.version and c in self.network for c in candidates)
+
+
 class AddressPolicy:
-    """Which hosts and addresses a fetch may connect to."""
+    """Which hosts, addresses and ports a fetch may connect to."""
 
     def __init__(self, allow_hosts: Iterable[str] = ()) -> None:
-        self.allowed_names: set[str] = set()
-        self.allowed_networks: list[IpNetwork] = []
-        for entry in allow_hosts:
-            entry = entry.strip().lower().strip("[]")
-            try:
-                self.allowed_networks.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                self.allowed_names.add(entry.rstrip("."))
+        self.entries = [AllowEntry.parse(entry) for entry in allow_hosts]
 
     def resolve(self, host: str, port: int) -> list[str]:
         """Resolve ``host`` and return its addresses; raise BlockedAddress if any is forbidden.
@@ -113,25 +259,60 @@ class AddressPolicy:
         """
         name = host.lower().strip("[]").rstrip(".")
         addresses = _resolve(name, port)
-        if name in self.allowed_names:
+        if any(entry.allows_name(name, port) for entry in self.entries):
             return addresses
         for address in addresses:
             ip = ipaddress.ip_address(address.split("%")[0])
-            if is_forbidden(ip) and not self._allowed(ip):
+            if is_forbidden(ip) and not any(entry.allows_address(ip, port) for entry in self.entries):
+                where = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
                 raise BlockedAddress(
                     f"refusing to fetch from {host}: it resolves to {ip}, a {_kind_of(ip)} address "
-                    "(add it to MMSEARCH_INGEST__ALLOW_HOSTS to allow it)"
+                    f"(add {where} to MMSEARCH_INGEST__ALLOW_HOSTS to allow it)"
                 )
         return addresses
 
-    def _allowed(self, ip: IpAddress) -> bool:
-        return any(ip.version == net.version and ip in net for net in self.allowed_networks)
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local use, never global
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated (RFC 4291), ::1 and :: included
+_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")  # the only IPv6 space allocated for the Internet
+_NOT_GLOBAL_V6 = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "2001::/32",  # Teredo (also refused by is_global; explicit because it wraps IPv4)
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation (RFC 9637), newer than some Pythons' tables
+    )
+)
+
+
+def embedded_ipv4(ip: IpAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4), if it is one of those."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour
 
 
 def is_forbidden(ip: IpAddress) -> bool:
-    """True for any address that is not globally routable unicast."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """True for any address that is not globally routable unicast, in whatever form it comes.
+
+    An IPv6 address that wraps an IPv4 one (``::ffff:127.0.0.1``, ``64:ff9b::7f00:1``,
+    ``2002:7f00:1::``) is judged by the IPv4 address it reaches; IPv4-compatible, local-use
+    NAT64 and Teredo addresses and anything outside 2000::/3 are refused outright.
+    """
+    if isinstance(ip, ipaddress.IPv4Address):
+        return not ip.is_global or ip.is_multicast
+    inner = embedded_ipv4(ip)
+    if inner is not None:
+        return is_forbidden(inner)
+    if ip in _IPV4_COMPATIBLE or ip in _NAT64_LOCAL or ip.teredo is not None:
+        return True
+    if ip not in _GLOBAL_UNICAST or any(ip in net for net in _NOT_GLOBAL_V6):
+        return True
     return not ip.is_global or ip.is_multicast
 
 
@@ -171,9 +352,11 @@ class _GuardedBackend(httpcore.SyncBackend):
         last_error: Exception | None = None
         for address in self.policy.resolve(host, port):
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                stream = super().connect_tcp(address, port, _bounded(timeout), local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
+                continue
+            return _DeadlineStream(stream)
         assert last_error is not None
         raise last_error
 
@@ -187,7 +370,7 @@ class _GuardedTransport(httpx.BaseTransport):
 
     def __init__(self, policy: AddressPolicy) -> None:
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=_ssl_context(),
             max_connections=32,
             max_keepalive_connections=8,
             network_backend=_GuardedBackend(policy),
@@ -218,6 +401,13 @@ class _GuardedTransport(httpx.BaseTransport):
         self._pool.close()
 
 
+@cache
+def _ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context per process: loading the CA bundle costs tens of milliseconds,
+    too much to pay again for every search that names an image URL (contexts are thread-safe)."""
+    return httpx.create_ssl_context()
+
+
 class _Body(httpx.SyncByteStream):
     def __init__(self, stream: Iterable[bytes]) -> None:
         self._stream = stream
@@ -235,11 +425,12 @@ class _Body(httpx.SyncByteStream):
 
 
 class Fetcher:
-    """GET with guard, retries, size cap and redirect checks. Thread-safe; close when done."""
+    """GET with guard, deadline, retries, size cap and redirect checks. Thread-safe; close when done."""
 
     def __init__(self, settings: IngestSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self.policy = AddressPolicy(settings.allow_hosts)
+        self.slots = FetchSlots(settings.max_concurrent_fetches, settings.max_fetches_per_host)
         self._sleep = sleep
         self._client = httpx.Client(
             transport=_GuardedTransport(self.policy),
@@ -258,8 +449,9 @@ class Fetcher:
     def close(self) -> None:
         self._client.close()
 
-    def fetch(self, url: str, *, max_bytes: int | None = None) -> Fetched:
-        """The whole body in memory; raise FetchError, BlockedAddress or TooLarge."""
+    def fetch(self, url: str, *, max_bytes: int | None = None, deadline: float | None = None) -> Fetched:
+        """The whole body in memory within ``deadline`` seconds (default ``page_deadline``);
+        raise FetchError, FetchTimeout, BlockedAddress or TooLarge."""
         limit = max_bytes or self.settings.max_download_bytes
 
         def attempt() -> Fetched:
@@ -268,10 +460,12 @@ class Fetcher:
                 declared = response.headers.get("content-type")
                 return Fetched(str(response.url), data, _content_type(data, declared), declared, hops)
 
-        return self._with_retries(url, attempt)
+        with self._bounded(url, deadline or self.settings.page_deadline):
+            return self._with_retries(url, attempt)
 
-    def download(self, url: str, dest: Path, *, max_bytes: int | None = None) -> Downloaded:
-        """Stream the body to ``dest`` (written atomically), hashing it on the way."""
+    def download(self, url: str, dest: Path, *, max_bytes: int | None = None, deadline: float | None = None) -> Downloaded:
+        """Stream the body to ``dest`` (written atomically), hashing it on the way, within
+        ``deadline`` seconds (default ``download_deadline``)."""
         limit = max_bytes or self.settings.max_download_bytes
         dest.parent.mkdir(parents=True, exist_ok=True)
 
@@ -288,9 +482,38 @@ class Fetcher:
                 sniffed = _content_type(head, declared)
                 return Downloaded(str(response.url), dest, size, digest.hexdigest(), sniffed, declared, hops)
 
-        return self._with_retries(url, attempt)
+        with self._bounded(url, deadline or self.settings.download_deadline):
+            return self._with_retries(url, attempt)
 
     # -- internals ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _bounded(self, url: str, seconds: float) -> Iterator[None]:
+        """Hold a slot (waiting a bounded time for one) and run under the deadline."""
+        host = _host_of(url)
+        wait = self.settings.fetch_slot_wait
+        remaining = _remaining()
+        if remaining is not None:
+            wait = max(0.0, min(wait, remaining))
+        if not self.slots.acquire(host, timeout=wait):
+            raise FetchError(
+                f"not fetching {url}: {self.slots.total} fetches in flight already "
+                f"(at most {self.slots.per_key} per host); no slot came free within {wait:g} s",
+                transient=True,
+            )
+        try:
+            with fetch_deadline(seconds):
+                try:
+                    yield
+                except _DeadlinePassed as exc:
+                    budget = _deadline.get()
+                    limit = budget.seconds if budget is not None else seconds
+                    raise FetchTimeout(
+                        f"{url} did not arrive within {limit:g} s (the time allowed for the whole fetch, "
+                        "retries included): the server is too slow or stalled"
+                    ) from exc
+        finally:
+            self.slots.release(host)
 
     def _with_retries(self, url: str, attempt: Callable[[], Any]) -> Any:
         tries = self.settings.http_retries + 1
@@ -300,10 +523,16 @@ class Fetcher:
             except (_Retryable, FetchError) as exc:
                 if isinstance(exc, FetchError) and not exc.transient:
                     raise
+                remaining = _remaining()
+                if remaining is not None and remaining <= 0:
+                    raise _DeadlinePassed() from exc
                 if number + 1 >= tries:
                     raise FetchError(f"{exc} (gave up after {tries} attempts)", transient=True) from exc
                 wait = getattr(exc, "retry_after", None)
-                self._sleep(wait if wait is not None else _backoff(number))
+                wait = wait if wait is not None else _backoff(number)
+                if remaining is not None and wait >= remaining:
+                    raise _DeadlinePassed() from exc  # the next attempt could not start in time
+                self._sleep(wait)
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -327,12 +556,23 @@ class Fetcher:
     @contextmanager
     def _send(self, url: httpx.URL) -> Iterator[httpx.Response]:
         try:
-            with self._client.stream("GET", url) as response:
+            with self._client.stream("GET", url, timeout=self._timeout()) as response:
                 yield response
         except FetchError:
             raise
         except _NETWORK_ERRORS as exc:
             raise _Retryable(f"network error fetching {url}: {_describe(exc)}") from exc
+
+    def _timeout(self) -> httpx.Timeout:
+        """Per-operation timeouts, none longer than what is left of the deadline (the pool wait too)."""
+        return httpx.Timeout(_bounded(self.settings.http_timeout))
+
+
+def _host_of(url: str) -> str:
+    try:
+        return httpx.URL(url).host or url
+    except (httpx.InvalidURL, TypeError):
+        return url
 
 
 class _Retryable(Exception):

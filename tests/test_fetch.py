@@ -47,8 +47,9 @@ def test_refuses_non_public_addresses_unless_allowlisted(site: Path) -> None:
         assert is_forbidden(ipaddress.ip_address(address)), address
     assert not is_forbidden(ipaddress.ip_address("8.8.8.8"))
     policy = AddressPolicy(["10.0.0.0/8", "intranet.local"])
-    assert policy._allowed(ipaddress.ip_address("10.9.9.9"))
-    assert not policy._allowed(ipaddress.ip_address("192.168.1.1"))
+    assert policy.resolve("10.9.9.9", 80) == ["10.9.9.9"]
+    with pytest.raises(BlockedAddress, match="private"):
+        policy.resolve("192.168.1.1", 80)
 
 
 def test_content_type_comes_from_the_bytes(fetcher: Fetcher, site: Path) -> None:

@@ -20,9 +20,10 @@ from search.engine.results import TermInfo
 from search.errors import MediaError, NotFound
 from search.ids import point_id
 from search.media.sniff import SNIFF_BYTES, describe, sniff
+from search.payload import KIND, VIDEO_ID, Payload, SegmentPayload, read_payload
 from search.query import FileTerm, IdTerm, ImageTerm, Term, TextTerm, UrlTerm
 from search.services import Services
-from search.store.base import Filter, Hit, Match
+from search.store.base import Filter, Match
 
 ITEM_KINDS = ("image", "product")  # media ids whose single point stands for the item
 VIDEO_SEGMENTS_MAX = 4096
@@ -30,6 +31,28 @@ VIDEO_SEGMENTS_MAX = 4096
 
 class UnsupportedImage(MediaError):
     """Bytes that are not an image at all (a video, text, HTML): 415 rather than 400."""
+
+
+@dataclass(frozen=True)
+class ResolvedItem:
+    """What an id term or an example names: a stored point, or a whole video.
+
+    For a video (``is_video``), ``vector`` is the mean of its segment vectors and ``payload``
+    is one of its segments' payloads, for the video's name and origin.
+    """
+
+    id: str
+    vector: np.ndarray
+    payload: Payload
+    is_video: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "video" if self.is_video else self.payload.kind
+
+    @property
+    def media_id(self) -> str:
+        return self.id if self.is_video else (self.payload.media_id or self.id)
 
 
 @dataclass(frozen=True)
@@ -111,8 +134,9 @@ def check_is_image(source: bytes | Path) -> None:
 def fetch_image_bytes(services: Services, url: str) -> bytes:
     """Download a query image with the crawler's guarded fetcher (private addresses refused).
 
-    A user is waiting, so at most one retry and a short timeout; the upload limit applies,
-    since a URL is just another way of uploading.
+    A user is waiting, so at most one retry, a short timeout and a total deadline
+    (``search.url_fetch_deadline``; the API opens one for all the URLs of a query); the upload
+    limit applies, since a URL is just another way of uploading.
     """
     from search.fetch import Fetcher
 
@@ -121,33 +145,34 @@ def fetch_image_bytes(services: Services, url: str) -> bytes:
         update={"http_retries": min(settings.ingest.http_retries, 1), "http_timeout": min(settings.ingest.http_timeout, 10.0)}
     )
     with Fetcher(quick) as fetcher:
-        return fetcher.fetch(url, max_bytes=settings.api.max_upload_bytes).data
+        return fetcher.fetch(url, max_bytes=settings.api.max_upload_bytes, deadline=settings.search.url_fetch_deadline).data
 
 
 # --- ids -----------------------------------------------------------------------------------------
 
 
-def resolve_item(services: Services, item_id: str) -> Hit:
+def resolve_item(services: Services, item_id: str) -> ResolvedItem:
     """The stored point an id names, with its vector: a point id, or the media id of an image,
     product or video (a video stands for the mean of its segment vectors, i.e. mean pooling)."""
     store = services.store
     model = services.embedder.model_name
     candidates = [item_id] + [point_id(model, item_id, kind) for kind in ITEM_KINDS]
     for hit in store.retrieve(candidates, with_vectors=True):
-        if hit.vector is not None:
-            return hit
+        payload = read_payload(hit.payload)
+        if hit.vector is not None and payload is not None:
+            return ResolvedItem(hit.id, hit.vector, payload)
     video = _video_as_item(services, item_id)
     if video is not None:
         return video
     raise NotFound(f"No indexed item with id {item_id!r}.")
 
 
-def _video_as_item(services: Services, video_id: str) -> Hit | None:
-    flt = Filter((Match("kind", ("segment",)), Match("video_id", (video_id,))))
+def _video_as_item(services: Services, video_id: str) -> ResolvedItem | None:
+    flt = Filter((Match(KIND, ("segment",)), Match(VIDEO_ID, (video_id,))))
     page = services.store.scroll(flt, limit=VIDEO_SEGMENTS_MAX, with_vectors=True)
     vectors = [h.vector for h in page.hits if h.vector is not None]
     if not vectors:
         return None
     mean = np.mean(np.stack(vectors), axis=0)
-    payload = {**page.hits[0].payload, "kind": "video", "media_id": video_id}
-    return Hit(id=video_id, score=1.0, payload=payload, vector=(mean / np.linalg.norm(mean)).astype(np.float32))
+    vector = (mean / np.linalg.norm(mean)).astype(np.float32)
+    return ResolvedItem(video_id, vector, SegmentPayload.from_payload(page.hits[0].payload), is_video=True)
