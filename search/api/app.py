@@ -4,20 +4,22 @@ so the first search is not the one that pays for loading them."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from search import __version__
 from search.api import errors
 from search.api.deps import AppState
-from search.api.limits import BodyLimitMiddleware, body_limit
+from search.api.limits import BodyLimitMiddleware, UrlFetchGate, body_limit
 from search.api.metrics import Metrics, MetricsMiddleware
 from search.api.routers import ingest, media, ops
 from search.api.routers import search as search_router
-from search.errors import MMSearchError
+from search.errors import FetchTimeout, MMSearchError, Overloaded
 from search.services import IngestLauncher, Services
 from search.settings import Settings
 
@@ -35,6 +37,8 @@ Semantic search over photos, video moments and products (CLIP embeddings in Qdra
 * **Filters** run inside the vector store: kind, source, folder, date taken, size, category,
   brand, price, any manifest field.
 * Errors are JSON `{"detail", "error", "position"?}` with 4xx statuses for anything a client sent.
+  An image URL that does not arrive within the query deadline is 422 `fetch_timeout`; more
+  searches with image URLs at once than the server admits get 429 with `Retry-After`.
 """
 
 
@@ -74,12 +78,33 @@ def create_app(settings: Settings, services: Services | None = None, launcher: I
         ],
     )
     app.state.mm = state
+    app.state.url_fetch_gate = UrlFetchGate(settings)
     errors.install(app)
+    app.add_exception_handler(FetchTimeout, _fetch_timeout)  # type: ignore[arg-type]
+    app.add_exception_handler(Overloaded, _overloaded)  # type: ignore[arg-type]
     for router in (search_router.router, media.router, ingest.router, ops.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=body_limit(settings.api.max_upload_bytes))
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app
+
+
+async def _fetch_timeout(request: Request, exc: FetchTimeout) -> JSONResponse:
+    """422, not 504: the server is healthy and the client chose a source too slow to use within
+    the documented limit (like 413 for one too large); a 5xx would invite clients and proxies to
+    retry the same slow URL, which is what a slow-drip attack wants."""
+    _count(request, "fetch_timeout")
+    return JSONResponse(errors.error_body(str(exc), "fetch_timeout"), status_code=422)
+
+
+async def _overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+    _count(request, "too_many_requests")
+    headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return JSONResponse(errors.error_body(str(exc), "too_many_requests"), status_code=429, headers=headers)
+
+
+def _count(request: Request, name: str) -> None:
+    request.app.state.mm.metrics.query_errors.labels(name).inc()
 
 
 def _warm_up(services: Services) -> str | None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, Uploa
 from search import engine
 from search.api import convert
 from search.api.deps import BaseUrl, State, filter_query, options_query
+from search.api.limits import UrlAdmission
 from search.api.schemas import ErrorOut, FiltersIn, QueryOptions, SearchIn, SearchOut, TargetName
 from search.engine import SearchRequest
 from search.errors import MediaError, TooLarge
@@ -21,13 +22,15 @@ ERRORS = {
     404: {"model": ErrorOut, "description": "an id in the query is not indexed"},
     413: {"model": ErrorOut, "description": "upload larger than the limit"},
     415: {"model": ErrorOut, "description": "the upload is not an image"},
-    422: {"model": ErrorOut, "description": "malformed request or filter"},
+    422: {"model": ErrorOut, "description": "malformed request or filter, or an image URL too slow to fetch (fetch_timeout)"},
+    429: {"model": ErrorOut, "description": "too many searches with image URLs at once; see Retry-After"},
     503: {"model": ErrorOut, "description": "model or store unavailable"},
 }
 
 
-def _run(state: State, request: SearchRequest, base: str) -> Response:
-    results = engine.search(state.services, request)
+def _run(state: State, request: SearchRequest, base: str, admit: UrlAdmission) -> Response:
+    with admit(request.terms):  # searches with image URLs: capped, and under one deadline
+        results = engine.search(state.services, request)
     state.metrics.observe_search(results)
     return _json(convert.search_out(results, base))
 
@@ -39,15 +42,16 @@ def _json(out: SearchOut) -> Response:
 
 
 @router.post("/search", response_model=SearchOut, responses=ERRORS, summary="Search by text, image, id, arithmetic or examples")
-def search(body: SearchIn, state: State, base: BaseUrl) -> Response:
+def search(body: SearchIn, state: State, base: BaseUrl, admit: UrlAdmission) -> Response:
     """Run a search described in JSON; see the request schema's examples."""
-    return _run(state, convert.search_request(body, state.settings.api.max_upload_bytes), base)
+    return _run(state, convert.search_request(body, state.settings.api.max_upload_bytes), base, admit)
 
 
 @router.post("/search/image", response_model=SearchOut, responses=ERRORS, summary="Search with an uploaded image")
 def search_image(
     state: State,
     base: BaseUrl,
+    admit: UrlAdmission,
     options: Annotated[QueryOptions, Depends(options_query)],
     file: Annotated[UploadFile, File(description="the query image")],
     query: Annotated[str | None, Form(max_length=2000, description='terms added to the image, e.g. + "night" - "day"')] = None,
@@ -58,7 +62,7 @@ def search_image(
     terms = [ImageTerm(data, image_weight, name=file.filename or "upload")]
     if query and query.strip():
         terms += parse_query(query)  # positions in errors point into the form field as sent
-    return _run(state, convert.with_options(SearchRequest(terms=tuple(terms)), options), base)
+    return _run(state, convert.with_options(SearchRequest(terms=tuple(terms)), options), base, admit)
 
 
 def _read_upload(file: UploadFile, limit: int) -> bytes:
