@@ -1,7 +1,9 @@
 """A polite, bounded breadth-first web crawl that yields the media it finds.
 
 Bounded: a maximum link depth and page count, pages on the start host only unless told
-otherwise (media may live on any host, e.g. a CDN; the fetcher's address guard still applies).
+otherwise (media may live on any host, e.g. a CDN; the fetcher's address guard still applies),
+and each page or robots.txt within the fetcher's ``page_deadline`` (a page that drips in slower
+is recorded as not crawled, and the crawl goes on).
 Polite: robots.txt is read once per host and obeyed for pages and media, and requests to one
 host are spaced by ``crawl_delay`` seconds, or the site's own Crawl-delay when longer.
 """

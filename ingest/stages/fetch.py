@@ -4,6 +4,10 @@ Runs on the ``cpu`` queue in distributed mode (a slow host must not hold a GPU w
 the prefetch threads in embedded mode. The download is kept under ``downloads_dir`` so the API
 can serve the original later and the embedding stage reads it like any local file; with
 several hosts, the data directory must be shared (it also holds the thumbnails).
+
+A download must finish within ``ingest.download_deadline`` (retries included) and waits at most
+``ingest.fetch_slot_wait`` for one of the fetcher's slots; past the deadline it is a permanent
+failure of that item (FetchTimeout), past the slot wait a transient one.
 """
 
 from __future__ import annotations
