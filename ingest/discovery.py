@@ -35,7 +35,7 @@ from search.fetch import Fetcher
 from search.services import IngestRequest
 from search.settings import IngestSettings
 
-_TERMINAL = ("indexed", "failed")
+_TERMINAL = ("indexed", "partial", "failed")  # this job is finished with the item
 
 
 @dataclass(frozen=True)

@@ -16,18 +16,22 @@ import torch
 from PIL import Image
 
 from ingest.stages.load import Loaded
+from search.errors import MediaError
 from search.media import (
     DecodedImage,
     ExifInfo,
     SamplingPlan,
     VideoInfo,
     decode_image,
+    effective_rate,
     probe_video,
     sample_frames,
     save_thumbnail,
 )
 from search.media.thumbnail import frame_thumb_name, image_thumb_name
 from search.settings import Settings
+
+_END_SLACK_S = 0.25  # container and stream durations disagree by a frame or two; that is not damage
 
 Preprocess = Callable[[Image.Image], torch.Tensor]
 
@@ -101,12 +105,36 @@ def open_video(loaded: Loaded) -> VideoInfo:
 
 
 def prepare_frames(loaded: Loaded, info: VideoInfo, config: DecodeConfig, preprocess: Preprocess) -> Iterator[PreparedFrame]:
-    """Sampled frames of a video, each thumbnailed and preprocessed, in time order."""
+    """Sampled frames of a video, each thumbnailed and preprocessed, in time order.
+
+    The sampler ends quietly when a stream breaks part-way (a truncated download decodes up to
+    the cut and then simply runs out); so after the last frame this raises MediaError when the
+    frames stopped well short of the stated duration. The frames already given stay usable:
+    the caller indexes them and records the video as partial.
+    """
     video_id = loaded.item.media_id
+    last_t, count = None, 0
     for frame in sample_frames(loaded.path, config.plan, info):
         thumb = frame_thumb_name(video_id, frame.t)
         save_thumbnail(frame.image, config.thumbnails_dir / thumb, config.thumbnail_size)
         yield PreparedFrame(frame.t, preprocess(frame.image), thumb)
+        last_t, count = frame.t, count + 1
+    if ended_early(last_t, count, info, config.plan):
+        raise MediaError("the video stream ends early (the file is truncated or damaged)")
+
+
+def ended_early(last_t: float | None, count: int, info: VideoInfo, plan: SamplingPlan) -> bool:
+    """True when sampling stopped more than one sampling step short of the stated duration.
+
+    A whole stream's last regular sample lies within one interval (and a frame) of its end. A
+    sampler that stopped at ``max_frames`` stopped on purpose, and a video that states no
+    duration cannot be judged.
+    """
+    if last_t is None or count >= plan.max_frames or info.duration <= 0:
+        return False
+    interval = 1.0 / effective_rate(plan, info.duration)
+    frame = 1.0 / info.fps if info.fps > 0 else 0.0
+    return last_t < info.duration - interval - 2 * frame - _END_SLACK_S
 
 
 def _facts(decoded: DecodedImage) -> ImageFacts:

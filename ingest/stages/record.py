@@ -37,6 +37,7 @@ class Indexed:
     height: int | None = None
     duration: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    partial: str | None = None  # why a video's frames stopped part-way (those before are indexed)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class Recorder:
         self._store_points(indexed, failed)
         if indexed:
             self.tracker.indexed(len(indexed))
+        for done in indexed:
+            if done.partial is not None:  # counted as indexed, listed with the job's failures
+                self.catalog.record_failure(self.tracker.job_id, done.item.uri, f"partially indexed: {done.partial}")
         for outcome in failed:
             self.tracker.failed(outcome.item.uri, outcome.reason)
         if indexed or failed:
@@ -92,7 +96,8 @@ class Recorder:
             self.catalog.upsert_media(item.uri, kind=outcome.kind, source_id=item.source_id, status="pending")
         self.catalog.set_media_status(
             item.media_id,
-            "indexed",
+            "indexed" if outcome.partial is None else "partial",
+            outcome.partial,
             point_count=len(outcome.points),
             model=self.model,
             thumbnail=outcome.thumb,

@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 
 SourceKind = Literal["folder", "urls", "crawl", "manifest", "url"]
 MediaKind = Literal["image", "video", "product"]
-MediaStatus = Literal["pending", "indexed", "failed", "deleted"]
+MediaStatus = Literal["pending", "indexed", "partial", "failed", "deleted"]  # partial: indexed up to a decode error
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
 
 SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)
