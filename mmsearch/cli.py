@@ -139,12 +139,26 @@ def _serve(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--port", type=int, default=None)
     sub.add_argument("--ui", action="store_true", help="also start the Streamlit UI")
     sub.add_argument("--ui-port", type=int, default=None)
+    sub.add_argument(
+        "--root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder ingest requests sent to this server may read (repeatable; the data dir always may)",
+    )
+    sub.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve on a non-loopback address without an API key (anyone reaching it has full access)",
+    )
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from mmsearch.serve import serve
 
-    return serve(settings, host=args.host, port=args.port, with_ui=args.ui, ui_port=args.ui_port)
+    return serve(
+        settings, host=args.host, port=args.port, with_ui=args.ui, ui_port=args.ui_port, roots=args.root, insecure=args.insecure
+    )
 
 
 def _demo(commands: argparse._SubParsersAction) -> None:

@@ -4,16 +4,24 @@ In embedded mode this process owns the Qdrant Edge folder, so ingest jobs starte
 run inside it (the launcher given to the API); in distributed mode they go to Celery workers.
 Ctrl-C (SIGINT) or SIGTERM stops uvicorn gracefully; the UI child, the background ingest
 thread and the store are then closed in that order, so the store's lock is always released.
+
+Exposure: on a loopback address only this machine can connect. Any other address (0.0.0.0,
+a LAN address) is refused unless an API key is configured, because an open API lets anyone
+who reaches it search, download every indexed file and start ingest jobs; ``--insecure``
+overrides that for a trusted network, with a warning. ``--root`` names the folders that ingest
+requests sent to this server may read, besides the data dir.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -33,6 +41,8 @@ def serve(
     with_ui: bool = False,
     ui_port: int | None = None,
     services: Services | None = None,
+    roots: Sequence[str] = (),
+    insecure: bool = False,
 ) -> int:
     """Run until interrupted; the UI child is always stopped with us."""
     import uvicorn
@@ -43,6 +53,8 @@ def serve(
     host = host or settings.api.host
     port = port or settings.api.port
     ui_port = ui_port or settings.api.ui_port
+    check_exposure(settings, host, insecure)
+    settings = with_roots(settings, roots)
     ensure_free(host, port, "API")
     if with_ui:
         ensure_free("127.0.0.1", ui_port, "UI")
@@ -50,7 +62,8 @@ def serve(
     launcher = BackgroundLauncher(services)
     app = create_app(settings, services=services, launcher=launcher)
     api_url = f"http://{client_host(host)}:{port}"
-    ui = start_ui(api_url, ui_port, log_path=settings.data_dir / "logs" / "ui.log") if with_ui else None
+    key = settings.api.api_key.get_secret_value() if settings.api.api_key else None
+    ui = start_ui(api_url, ui_port, log_path=settings.data_dir / "logs" / "ui.log", api_key=key) if with_ui else None
     say(f"API  {api_url}  (OpenAPI docs at {api_url}/docs)")
     if ui is not None:
         say(f"UI   http://127.0.0.1:{ui_port}")
@@ -67,6 +80,60 @@ def serve(
         launcher.close()
         services.close()
     return EXIT_OK
+
+
+def check_exposure(settings: Settings, host: str, insecure: bool) -> None:
+    """Refuse an open API on a network address (ConfigError, exit 2), or warn when told to serve anyway."""
+    if is_loopback(host):
+        return
+    if settings.api.api_key is None:
+        if not insecure:
+            raise ConfigError(
+                f"refusing to serve on {host} without an API key: anyone who can reach that address could search, "
+                "download every indexed file and start ingest jobs. Set MMSEARCH_API__API_KEY (and "
+                "MMSEARCH_API__PROTECT_READS=true to keep reads private too), serve on 127.0.0.1, "
+                "or pass --insecure if every machine on this network may do all of that."
+            )
+        _warn(
+            f"WARNING: serving on {host} without an API key (--insecure): anyone who can reach it can search, "
+            "download every indexed file and start ingest jobs."
+        )
+    elif not settings.api.protect_reads:
+        _warn(
+            f"note: on {host} writes need the API key, but searches and indexed files are open to anyone who can "
+            "reach it; set MMSEARCH_API__PROTECT_READS=true to require the key for reads too."
+        )
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` (an address or a name) means this machine only."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return False
+    return bool(found) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in found)
+
+
+def with_roots(settings: Settings, roots: Sequence[str]) -> Settings:
+    """``settings`` whose ingest may also read the folders named by ``--root`` (each must exist)."""
+    if not roots:
+        return settings
+    folders = []
+    for root in roots:
+        folder = Path(root).expanduser().resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"--root {root}: no such folder")
+        folders.append(folder)
+    ingest = settings.ingest.model_copy(update={"allowed_roots": [*settings.ingest.allowed_roots, *folders]})
+    return settings.model_copy(update={"ingest": ingest})
 
 
 def ensure_free(host: str, port: int, what: str) -> None:
@@ -87,12 +154,16 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def start_ui(api_url: str, port: int, address: str = "127.0.0.1", log_path: Path | None = None) -> subprocess.Popen:
-    """Start Streamlit on the UI app; the API URL is the UI's only setting.
+def start_ui(
+    api_url: str, port: int, address: str = "127.0.0.1", log_path: Path | None = None, api_key: str | None = None
+) -> subprocess.Popen:
+    """Start Streamlit on the UI app; its settings are the API's URL and, when it has one, key.
 
     Its output goes to ``log_path`` (never to an unread pipe, which would stall it when full).
     """
     env = {**os.environ, "MMSEARCH_API_URL": api_url}
+    if api_key:
+        env["MMSEARCH_API_KEY"] = api_key
     command = [
         sys.executable,
         "-m",

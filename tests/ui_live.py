@@ -97,7 +97,8 @@ def _start_shared() -> LiveApi:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = base / "api.log"
-    process = start(mmsearch(base / "data", "serve", "--port", str(port)), child_env(), log_path)
+    serve = mmsearch(base / "data", "serve", "--port", str(port), "--root", str(base / "corpus"))  # the corpus may be ingested
+    process = start(serve, child_env(), log_path)
     atexit.register(stop, process)
     wait_ready(process, f"{url}/readyz", READY_TIMEOUT, log_path)
     api = LiveApi(url, base / "data", data, log_path)

@@ -18,14 +18,20 @@ import httpx
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 API_URL_ENV = "MMSEARCH_API_URL"
+API_KEY_ENV = "MMSEARCH_API_KEY"
 
 Target = Literal["images", "moments", "videos"]
 Pooling = Literal["topk", "mean"]
 
 
 def api_url_from_env() -> str:
-    """The UI's only setting: where the API listens (also the address the browser uses)."""
+    """The UI's first setting: where the API listens (also the address the browser uses)."""
     return (os.environ.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
+
+
+def api_key_from_env() -> str | None:
+    """The key sent with every request (``X-API-Key``) when the API protects reads; None: none sent."""
+    return os.environ.get(API_KEY_ENV) or None
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -341,9 +347,16 @@ class Job:
 class ApiClient:
     """Typed access to the API; one instance per base URL, safe to share between reruns."""
 
-    def __init__(self, base_url: str | None = None, timeout: float = 30.0, connect_timeout: float = 3.0) -> None:
+    def __init__(
+        self, base_url: str | None = None, timeout: float = 30.0, connect_timeout: float = 3.0, api_key: str | None = None
+    ) -> None:
         self.base_url = (base_url or api_url_from_env()).rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=connect_timeout))
+        key = api_key or api_key_from_env()
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            headers={"X-API-Key": key} if key else None,
+        )
 
     def close(self) -> None:
         self._http.close()

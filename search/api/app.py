@@ -8,13 +8,13 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from search import __version__
 from search.api import errors
-from search.api.deps import AppState
+from search.api.deps import AppState, require_read_access
 from search.api.limits import BodyLimitMiddleware, UrlFetchGate, body_limit
 from search.api.metrics import Metrics, MetricsMiddleware
 from search.api.routers import ingest, media, ops
@@ -70,6 +70,7 @@ def create_app(settings: Settings, services: Services | None = None, launcher: I
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(require_read_access)],
         openapi_tags=[
             {"name": "search", "description": "text, image, arithmetic and example queries"},
             {"name": "media", "description": "metadata, thumbnails and original files"},

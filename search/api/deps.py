@@ -1,4 +1,10 @@
-"""Shared dependencies: the app's state (built once in ``create_app``), auth, common parameters."""
+"""Shared dependencies: the app's state (built once in ``create_app``), auth, common parameters.
+
+Auth has two levels, both with the one key ``api.api_key`` sent as ``X-API-Key``: writes
+(``require_api_key``) need it whenever a key is configured; reads (``require_read_access``,
+applied to every endpoint) need it too when ``api.protect_reads`` is on, except the probes in
+``OPEN_PATHS`` that orchestrators call without credentials.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 
+from search import bounds
 from search.api.metrics import Metrics
 from search.api.schemas import FiltersIn, Kind, PoolingName, QueryOptions, TargetName
 from search.services import IngestLauncher, Services
@@ -44,7 +51,10 @@ async def base_url(request: Request) -> str:
 
 BaseUrl = Annotated[str, Depends(base_url)]
 
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="required on write endpoints when configured")
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="required on write endpoints when configured, on reads too with protect_reads"
+)
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # liveness and readiness probes answer anyone
 
 
 async def require_api_key(state: State, key: Annotated[str | None, Security(_api_key_header)] = None) -> None:
@@ -56,6 +66,18 @@ async def require_api_key(state: State, key: Annotated[str | None, Security(_api
         raise HTTPException(401, "This endpoint needs an API key in the X-API-Key header.")
     if not secrets.compare_digest(key.encode(), expected.get_secret_value().encode()):
         raise HTTPException(403, "The API key is not valid.")
+
+
+async def require_read_access(
+    request: Request, state: State, key: Annotated[str | None, Security(_api_key_header)] = None
+) -> None:
+    """Every endpoint's guard: the key is needed for reads too when ``api.protect_reads`` is on."""
+    if not state.settings.api.protect_reads:
+        return
+    route = request.scope.get("route")
+    if getattr(route, "path", None) in OPEN_PATHS:
+        return
+    await require_api_key(state, key)
 
 
 async def filter_query(
@@ -89,10 +111,10 @@ async def options_query(
     filters: Annotated[FiltersIn, Depends(filter_query)],
     target: TargetName = "images",
     pooling: PoolingName = "topk",
-    k: Annotated[int | None, Query(ge=1, le=64)] = None,
-    per_video: Annotated[int, Query(ge=1, le=50)] = 3,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
-    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    k: Annotated[int | None, Query(ge=1, le=bounds.MAX_K)] = None,
+    per_video: Annotated[int, Query(ge=1, le=bounds.MAX_PER_VIDEO)] = bounds.DEFAULT_PER_VIDEO,
+    limit: Annotated[int | None, Query(ge=1, le=bounds.MAX_LIMIT)] = None,
+    offset: Annotated[int, Query(ge=0, le=bounds.MAX_OFFSET)] = 0,
     score_threshold: Annotated[float | None, Query(ge=-1, le=1)] = None,
     dedup: bool | None = None,
     dedup_threshold: Annotated[float | None, Query(gt=0, le=1)] = None,
