@@ -2,15 +2,23 @@
 
 Three kinds of thread share the work so that embedding, the expensive step, never waits:
 
-- ``decode_workers`` prefetch threads take items from the stream and fetch, read, decode,
+- prefetch: ``decode_workers`` threads take items from the stream and fetch, read, decode,
   thumbnail and preprocess them (PIL, libjpeg, FFmpeg and torch's transforms release the GIL);
-- the calling thread gathers their tensors into batches of ``embedder.batch_size`` and embeds
-  them; a partial batch is embedded when nothing has arrived for a moment;
-- one writer thread commits outcomes to the store and the catalog in groups.
+- batch and embed: the calling thread gathers their tensors into batches of
+  ``embedder.batch_size`` and embeds them; a partial batch is embedded when nothing has arrived
+  for a moment;
+- write: one thread commits outcomes to the store and the catalog in groups.
 
 Bounded queues between them cap memory (a long video streams through, frame by frame) and
 push back on the producers. The same engine runs a whole job in embedded mode and one batch
 of items inside a Celery ``gpu`` task.
+
+Stopping has one mechanism, ``_Stop``: the first error of any thread is kept and sets its
+event, and every blocking wait in every thread (queue get and put, the discovery lock, the wait
+for the writer) polls that event every ``_POLL_S``. So no thread can wait for one that has
+gone: within a poll of a failure every thread unwinds, ``run`` joins them (with a deadline)
+and raises that first error. End of input is the only other signal: each prefetch thread's
+``_DONE``, then the writer's ``_END``.
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +43,7 @@ from ingest.stages.pooling import windows
 from ingest.stages.record import Failed, Indexed, Outcome, Recorder
 from ingest.tracker import JobTracker
 from search.catalog import Catalog
+from search.embedder import ImageEmbedder
 from search.errors import FetchError, MediaError, StoreUnavailable
 from search.fetch import Fetcher
 from search.media import VideoInfo
@@ -43,7 +53,8 @@ from search.store import VectorStore
 log = logging.getLogger(__name__)
 
 _IDLE_FLUSH_S = 0.05  # embed a partial batch when no tensor arrived for this long
-_PUT_POLL_S = 0.2
+_POLL_S = 0.1  # how often every blocking wait looks at the stop signal
+_JOIN_S = 5.0  # how long a stopping run waits for its threads to finish their current call
 _WRITE_GROUP = 64  # outcomes committed together
 
 
@@ -54,13 +65,63 @@ class PipelineParts:
     settings: Settings
     catalog: Catalog
     store: VectorStore
-    embedder: object  # search.embedder.Embedder (preprocess, encode_image_tensors, batch_size, model_name)
+    embedder: ImageEmbedder
     fetcher: Fetcher
     tracker: JobTracker
 
 
-class Aborted(Exception):
-    """Internal: another thread failed; this one stops."""
+# -- stopping --------------------------------------------------------------------------------------
+
+
+class Stopped(Exception):
+    """Raised in a pipeline thread when the run is stopping: the thread unwinds quietly."""
+
+
+class _Stop:
+    """The run's one stop signal: the first error wins, and every wait watches the signal."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self.error: BaseException | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        """Keep ``exc`` if it is the first error, and stop every thread."""
+        with self._lock:
+            if self.error is None:
+                self.error = exc
+        self._event.set()
+
+    def halt(self) -> None:
+        """Stop every thread without an error (the run is over)."""
+        self._event.set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Stopped()
+
+    def get(self, source: queue.Queue[object], timeout: float | None = None) -> object:
+        """The next entry of ``source``; queue.Empty after ``timeout`` seconds, Stopped on a stop."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.check()
+            wait = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
+            if wait <= 0:
+                raise queue.Empty
+            try:
+                return source.get(timeout=wait)
+            except queue.Empty:
+                continue
+
+    def put(self, target: queue.Queue[object], entry: object) -> None:
+        """Put ``entry`` once there is room; Stopped on a stop."""
+        while True:
+            self.check()
+            try:
+                target.put(entry, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
 
 
 # -- units passed from the prefetch threads to the embedding thread ------------------------------
@@ -86,7 +147,7 @@ class _FrameReady:
 @dataclass(frozen=True)
 class _VideoEnd:
     media_id: str
-    error: str | None
+    error: str | None  # why the frames stopped early (None: the video was read to its end)
 
 
 @dataclass(frozen=True)
@@ -106,7 +167,9 @@ class _VideoState:
     error: str | None = None
 
 
-_DONE = object()  # a prefetch thread finished
+_DONE = object()  # a prefetch thread found the stream exhausted (or the job cancelled)
+
+Batch = list[tuple[torch.Tensor, object]]  # tensor and what it belongs to: PreparedImage | _FrameReady
 
 
 class Pipeline:
@@ -116,47 +179,49 @@ class Pipeline:
         self.parts = parts
         self.redelivered = redelivered
         self.settings = parts.settings
-        self.model: str = parts.embedder.model_name  # type: ignore[attr-defined]
-        self.batch_size: int = parts.embedder.batch_size  # type: ignore[attr-defined]
+        self.embedder = parts.embedder
+        self.model = parts.embedder.model_name
+        self.batch_size = parts.embedder.batch_size
         self.workers = workers or self.settings.ingest.decode_workers
-        self.config = DecodeConfig.from_settings(self.settings, parts.embedder.image_size)  # type: ignore[attr-defined]
+        self.config = DecodeConfig.from_settings(self.settings, parts.embedder.image_size)
         self.admission = DiscoveryContext(parts.catalog, self.settings.ingest, parts.fetcher, parts.tracker, self.model)
         self.recorder = Recorder(parts.catalog, parts.store, parts.tracker, self.model, self.settings.thumbnails_dir)
-        self._stop = threading.Event()
-        self._errors: list[BaseException] = []
+        self._stop = _Stop()
         self._units: queue.Queue[object] = queue.Queue(maxsize=2 * self.batch_size)
         self._videos: dict[str, _VideoState] = {}
 
-    # -- the calling thread: orchestration and embedding ---------------------------------------
+    # -- the calling thread: orchestration, batching and embedding -----------------------------
 
     def run(self, stream: Iterable[MediaItem | Vanished]) -> None:
-        """Process every item of ``stream``; raises the first infrastructure error met."""
-        feed = _Feed(iter(stream))
-        writer = _Writer(self.recorder, self._fail)
-        threads = [
-            threading.Thread(target=self._produce, args=(feed,), name=f"ingest-decode-{i}", daemon=True)
+        """Process every item of ``stream``; raises the first error any thread met, promptly."""
+        self._stop, self._units, self._videos = _Stop(), queue.Queue(maxsize=2 * self.batch_size), {}
+        feed = _Feed(iter(stream), self._stop)
+        writer = _Writer(self.recorder, self._stop)
+        prefetchers = [
+            threading.Thread(target=self._prefetch, args=(feed,), name=f"ingest-prefetch-{i}", daemon=True)
             for i in range(self.workers)
         ]
-        for thread in threads:
+        for thread in prefetchers:
             thread.start()
         try:
-            self._embed_loop(len(threads), writer)
-        except BaseException as exc:
-            self._fail(exc)
+            self._embed_loop(len(prefetchers), writer)
+            writer.finish()
+        except Stopped:
+            pass  # another thread failed: its error is raised below
+        except BaseException as exc:  # the embedder failed, or Ctrl-C
+            self._stop.fail(exc)
         finally:
-            self._stop.set()
-            _drain(self._units)
-            for thread in threads:
-                thread.join()
-            writer.close()
-        if self._errors:
-            raise self._errors[0]
+            self._stop.halt()
+            _join_all([*prefetchers, writer.thread], _JOIN_S)
+        if self._stop.error is not None:
+            raise self._stop.error
 
     def _embed_loop(self, producers: int, writer: _Writer) -> None:
-        batch: list[tuple[torch.Tensor, object]] = []
-        while producers and not self._errors:
+        """Batch units as they arrive until every prefetch thread is done; Stopped on a stop."""
+        batch: Batch = []
+        while producers:
             try:
-                unit = self._units.get(timeout=_IDLE_FLUSH_S if batch else None)
+                unit = self._stop.get(self._units, timeout=_IDLE_FLUSH_S if batch else None)
             except queue.Empty:
                 self._embed(batch, writer)
                 continue
@@ -171,7 +236,7 @@ class Pipeline:
                 self._route(unit, writer)
             if len(batch) >= self.batch_size:
                 self._embed(batch, writer)
-        if batch and not self._errors:
+        if batch:
             self._embed(batch, writer)
 
     def _route(self, unit: object, writer: _Writer) -> None:
@@ -184,8 +249,8 @@ class Pipeline:
         elif isinstance(unit, _Pass):
             writer.submit(unit.outcome)
 
-    def _embed(self, batch: list[tuple[torch.Tensor, object]], writer: _Writer) -> None:
-        vectors = self.parts.embedder.encode_image_tensors(torch.stack([t for t, _ in batch]))  # type: ignore[attr-defined]
+    def _embed(self, batch: Batch, writer: _Writer) -> None:
+        vectors = self.embedder.encode_image_tensors(torch.stack([t for t, _ in batch]))
         touched: set[str] = set()
         for vector, (_, target) in zip(vectors, batch):
             if isinstance(target, PreparedImage):
@@ -227,6 +292,7 @@ class Pipeline:
         )
 
     def _video_outcome(self, state: _VideoState) -> Outcome:
+        """Indexed (partial when its frames stopped early), or Failed when no frame was decoded."""
         loaded, info = state.loaded, state.info
         if not state.frames:
             return Failed(loaded.item, state.error or "corrupt video: no frame could be decoded")
@@ -243,32 +309,47 @@ class Pipeline:
             "segments": len(spans),
             "has_audio": info.has_audio,
         }
+        partial = None if state.error is None else _stopped_at(frames[-1].t, info.duration, state.error)
+        if partial is not None:
+            metadata["decoded_until"] = frames[-1].t
         return Indexed(
-            loaded.item, "video", points, frames[0].thumb, loaded.content_hash, info.width, info.height, info.duration, metadata
+            loaded.item,
+            "video",
+            points,
+            frames[0].thumb,
+            loaded.content_hash,
+            info.width,
+            info.height,
+            info.duration,
+            metadata,
+            partial,
         )
 
     # -- prefetch threads -------------------------------------------------------------------------
 
-    def _produce(self, feed: _Feed) -> None:
+    def _prefetch(self, feed: _Feed) -> None:
         try:
-            while not self._stop.is_set() and not self.parts.tracker.cancelled:
+            while not self.parts.tracker.cancelled:
                 entry = feed.next()
                 if entry is None:
                     break
                 if isinstance(entry, Vanished):
-                    self._put(_Pass(entry))
+                    self._stop.put(self._units, _Pass(entry))
                     continue
                 for unit in self._units_of(entry):
-                    self._put(unit)
-        except Aborted:
+                    self._stop.put(self._units, unit)
+            self._stop.put(self._units, _DONE)
+        except Stopped:
             pass
-        except BaseException as exc:
-            self._fail(exc)
-        finally:
-            self._put_final(_DONE)
+        except BaseException as exc:  # discovery broke, or the catalog or store went away
+            self._stop.fail(exc)
 
     def _units_of(self, item: MediaItem) -> Iterator[object]:
-        """The units one item produces; an unusable item produces one ``Failed`` outcome."""
+        """The units one item produces; an unusable item produces one ``Failed`` outcome.
+
+        Only infrastructure errors (StoreUnavailable: the catalog or the store is gone) escape,
+        and stop the run; anything else is this item's problem, recorded with its reason.
+        """
         video_started = False
         try:
             prepared = self._prepare(item)
@@ -280,12 +361,12 @@ class Pipeline:
             loaded, info = prepared
             yield _VideoStart(loaded, info)
             video_started = True
-            for frame in prepare_frames(loaded, info, self.config, self.parts.embedder.preprocess):  # type: ignore[attr-defined]
+            for frame in prepare_frames(loaded, info, self.config, self.embedder.preprocess):
                 yield _FrameReady(item.media_id, frame)
             yield _VideoEnd(item.media_id, None)
         except (MediaError, FetchError) as exc:
             yield _VideoEnd(item.media_id, str(exc)) if video_started else _Pass(Failed(item, str(exc)))
-        except (StoreUnavailable, Aborted):
+        except (StoreUnavailable, Stopped):
             raise
         except Exception as exc:
             log.exception("unexpected error ingesting %s", item.uri)
@@ -302,101 +383,95 @@ class Pipeline:
             item = fetched
         loaded = load_item(item, self.settings.ingest.max_download_bytes)
         if loaded.kind == "image":
-            return prepare_image(loaded, self.config, self.parts.embedder.preprocess)  # type: ignore[attr-defined]
+            return prepare_image(loaded, self.config, self.embedder.preprocess)
         return loaded, open_video(loaded)
-
-    def _put(self, unit: object) -> None:
-        while True:
-            if self._stop.is_set():
-                raise Aborted()
-            try:
-                self._units.put(unit, timeout=_PUT_POLL_S)
-                return
-            except queue.Full:
-                continue
-
-    def _put_final(self, unit: object) -> None:
-        try:
-            self._put(unit)
-        except Aborted:
-            pass
-
-    def _fail(self, exc: BaseException) -> None:
-        if not isinstance(exc, Aborted):
-            self._errors.append(exc)
-        self._stop.set()
 
 
 class _Feed:
     """A shared iterator: prefetch threads take turns pulling the next item from discovery."""
 
-    def __init__(self, iterator: Iterator[MediaItem | Vanished]) -> None:
+    def __init__(self, iterator: Iterator[MediaItem | Vanished], stop: _Stop) -> None:
         self._iterator = iterator
+        self._stop = stop
         self._lock = threading.Lock()
 
     def next(self) -> MediaItem | Vanished | None:
-        with self._lock:
+        """The next entry, None at the end; Stopped on a stop (discovery's errors propagate)."""
+        while not self._lock.acquire(timeout=_POLL_S):
+            self._stop.check()
+        try:
+            self._stop.check()
             return next(self._iterator, None)
+        finally:
+            self._lock.release()
+
+
+_END = object()  # the embedding thread has submitted its last outcome
 
 
 class _Writer:
-    """The thread that commits outcomes in groups; its first error stops the pipeline."""
+    """The thread that commits outcomes in groups; its first error stops the run."""
 
-    def __init__(self, recorder: Recorder, on_error: object) -> None:
+    def __init__(self, recorder: Recorder, stop: _Stop) -> None:
         self._recorder = recorder
-        self._on_error = on_error
-        self._queue: queue.Queue[Outcome | None] = queue.Queue(maxsize=4 * _WRITE_GROUP)
-        self._failed = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="ingest-writer", daemon=True)
-        self._thread.start()
+        self._stop = stop
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=4 * _WRITE_GROUP)
+        self.thread = threading.Thread(target=self._loop, name="ingest-writer", daemon=True)
+        self.thread.start()
 
     def submit(self, outcome: Outcome) -> None:
-        while not self._failed.is_set():
-            try:
-                self._queue.put(outcome, timeout=_PUT_POLL_S)
-                return
-            except queue.Full:
-                continue
-        raise Aborted()
+        self._stop.put(self._queue, outcome)
 
-    def close(self) -> None:
-        while self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=_PUT_POLL_S)
-                break
-            except queue.Full:
-                continue
-        self._thread.join()
+    def finish(self) -> None:
+        """Commit everything submitted, then end the thread; Stopped when the run stops first."""
+        self._stop.put(self._queue, _END)
+        while self.thread.is_alive():
+            self.thread.join(_POLL_S)
+            self._stop.check()
 
     def _loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            group = [first] if first is not None else []
-            while first is not None and len(group) < _WRITE_GROUP:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    first = None
-                    break
-                group.append(nxt)
-            if group and not self._failed.is_set():
-                try:
-                    self._recorder.record(group)
-                except BaseException as exc:
-                    self._failed.set()
-                    self._on_error(exc)  # type: ignore[operator]
-            if first is None:
-                return
-
-
-def _drain(units: queue.Queue[object]) -> None:
-    while True:
         try:
-            units.get_nowait()
-        except queue.Empty:
-            return
+            while True:
+                group, ended = self._next_group()
+                if group:
+                    self._recorder.record(group)
+                if ended:
+                    return
+        except Stopped:
+            pass
+        except BaseException as exc:  # the store or the catalog failed
+            self._stop.fail(exc)
+
+    def _next_group(self) -> tuple[list[Outcome], bool]:
+        """Up to ``_WRITE_GROUP`` outcomes (waiting for the first), and whether input ended."""
+        group: list[Outcome] = []
+        entry = self._stop.get(self._queue)
+        while entry is not _END:
+            group.append(entry)  # type: ignore[arg-type]
+            if len(group) >= _WRITE_GROUP:
+                return group, False
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                return group, False
+        return group, True
+
+
+def _join_all(threads: Sequence[threading.Thread], timeout: float) -> None:
+    """Join ``threads`` within ``timeout`` seconds in all; a thread still in a slow call is left
+    to end at its next wait (they are daemons), with a warning."""
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    late = [t.name for t in threads if t.is_alive()]
+    if late:
+        log.warning("ingest threads still busy after the run stopped: %s", ", ".join(late))
+
+
+def _stopped_at(reached: float, duration: float, error: str) -> str:
+    """The reason a partially indexed video gives: where its frames stopped, and why."""
+    of = f" of {duration:.1f} s" if duration > 0 else ""
+    return f"decoding stopped at {reached:.1f} s{of}: {error}"
 
 
 def _clean(metadata: dict[str, object]) -> dict[str, object]:
