@@ -7,7 +7,12 @@
   another on a background thread of the API process (the store's owner); distributed mode
   dispatches and returns at once.
 
-Either way the job row in the catalog is the single record of progress and failures.
+Either way the job row in the catalog is the single record of progress and failures, and of
+who works on the job: the embedded runner records its process as the job's owner and beats for
+it (``ingest.heartbeat``); in distributed mode the tasks and the CLI following the job beat.
+Before a job is created, jobs whose runner is gone are marked interrupted, and the new job
+continues the previous run of the same request when that one was interrupted or cancelled
+(``resumed_from``): what it finished is skipped as unchanged, the rest is done now.
 """
 
 from __future__ import annotations
@@ -18,48 +23,69 @@ import threading
 import time
 
 from ingest.discovery import DiscoveryContext, discover_request
+from ingest.heartbeat import Heartbeat, job_heartbeat, owner_heartbeat
 from ingest.pipeline import Pipeline, PipelineParts
 from ingest.requests import JOB_KIND, request_from_params, request_to_params, validate_request
 from ingest.tracker import JobTracker, Progress
 from search.catalog import Catalog
+from search.catalog.owners import JobOwner
 from search.catalog.types import JobRecord
 from search.fetch import Fetcher
+from search.media.thumbnail import remove_stale_temporaries
 from search.services import IngestRequest, Services
+from search.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.5
 
 
-def create_job(catalog: Catalog, request: IngestRequest) -> JobRecord:
-    """A queued job row holding the validated request (raises ConfigError for a bad request)."""
-    return catalog.create_job(JOB_KIND, request_to_params(validate_request(request)))
+def create_job(catalog: Catalog, request: IngestRequest, *, owner: str | None = None, resume: bool = False) -> JobRecord:
+    """A queued job row holding the validated request (raises ConfigError for a bad request).
+
+    ``owner``: the process that will run it in-process; ``resume``: continue the previous run of
+    the same request if it was interrupted or cancelled (see ``Catalog.create_job``).
+    """
+    return catalog.create_job(JOB_KIND, request_to_params(validate_request(request)), owner=owner, resume=resume)
+
+
+def interrupt_orphaned_jobs(catalog: Catalog, settings: Settings) -> list[JobRecord]:
+    """Mark interrupted the jobs whose runner is gone (called before new work and by readers)."""
+    return catalog.interrupt_orphaned_jobs(settings.ingest.heartbeat_timeout)
 
 
 def run_ingest(services: Services, request: IngestRequest, progress: Progress | None = None) -> JobRecord:
     """Index everything ``request`` names and return the finished job (counters, status)."""
-    job = create_job(services.catalog, request)
+    catalog, ingest = services.catalog, services.settings.ingest
+    validate_request(request)  # a bad request fails before anything is written
+    interrupt_orphaned_jobs(catalog, services.settings)
     if services.settings.embedded:
-        return run_job_in_process(services, job.id, progress)
+        owner = JobOwner.current().encode()
+        job = create_job(catalog, request, owner=owner, resume=True)
+        with owner_heartbeat(catalog, owner, ingest.heartbeat_interval):
+            return run_job_in_process(services, job.id, progress, owner=owner)
+    job = create_job(catalog, request, resume=True)
     dispatch_job(services, job.id)
     try:
-        return wait_for_job(services.catalog, job.id, progress)
+        with job_heartbeat(catalog, job.id, ingest.heartbeat_interval):  # the follower shows life too
+            return wait_for_job(catalog, job.id, progress)
     except KeyboardInterrupt:
-        services.catalog.cancel_job(job.id)  # Ctrl-C stops the workers too, as in embedded mode
+        catalog.cancel_job(job.id)  # Ctrl-C stops the workers too, as in embedded mode
         raise
 
 
-def run_job_in_process(services: Services, job_id: str, progress: Progress | None = None) -> JobRecord:
+def run_job_in_process(services: Services, job_id: str, progress: Progress | None = None, owner: str | None = None) -> JobRecord:
     """Run a queued job here: discovery feeds the pipeline directly, no broker involved.
 
     The job ends ``done`` even when items failed (they are in its failure list); it ends
     ``failed`` only when the run itself broke (the store went away, a bug), and ``cancelled``
-    on Ctrl-C or a cancel request.
+    on Ctrl-C or a cancel request. ``owner`` (this process) must be beating while it runs.
     """
     catalog = services.catalog
-    job = catalog.start_job(job_id)
+    job = catalog.start_job(job_id, owner=owner)
     if job.finished:
         return job
+    sweep_crash_debris(services.settings)
     tracker = JobTracker(catalog, job_id, progress)
     request = request_from_params(job.params)
     settings = services.settings
@@ -79,6 +105,13 @@ def run_job_in_process(services: Services, job_id: str, progress: Progress | Non
         return _report(catalog.finish_job(job_id, "failed", error=f"{type(exc).__name__}: {exc}"), progress)
     tracker.flush()
     return _report(catalog.finish_job(job_id, "done"), progress)
+
+
+def sweep_crash_debris(settings: Settings) -> None:
+    """Remove what a process killed mid-write left behind (temporary thumbnails)."""
+    removed = remove_stale_temporaries(settings.thumbnails_dir, older_than=settings.ingest.heartbeat_timeout)
+    if removed:
+        log.info("removed %d temporary thumbnails left by an interrupted run", removed)
 
 
 def dispatch_job(services: Services, job_id: str) -> None:
@@ -106,16 +139,22 @@ class BackgroundLauncher:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.owner = JobOwner.current().encode()  # embedded jobs run in this process
         self._jobs: queue.Queue[str | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._heartbeat: Heartbeat | None = None
         self._lock = threading.Lock()
 
     def __call__(self, request: IngestRequest) -> str:
-        job = create_job(self.services.catalog, request)
+        catalog = self.services.catalog
+        validate_request(request)
+        interrupt_orphaned_jobs(catalog, self.services.settings)
         if self.services.settings.embedded:
+            job = create_job(catalog, request, owner=self.owner, resume=True)
             self._ensure_thread()
             self._jobs.put(job.id)
         else:
+            job = create_job(catalog, request, resume=True)
             dispatch_job(self.services, job.id)
         return job.id
 
@@ -131,12 +170,18 @@ class BackgroundLauncher:
         """Stop the background thread after the jobs already queued (call at API shutdown)."""
         with self._lock:
             thread, self._thread = self._thread, None
+            heartbeat, self._heartbeat = self._heartbeat, None
         if thread is not None:
             self._jobs.put(None)
             thread.join()
+        if heartbeat is not None:
+            heartbeat.stop()
 
     def _ensure_thread(self) -> None:
         with self._lock:
+            if self._heartbeat is None:  # beats for the queued jobs too, from the first one on
+                interval = self.services.settings.ingest.heartbeat_interval
+                self._heartbeat = owner_heartbeat(self.services.catalog, self.owner, interval).start()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="ingest-jobs", daemon=True)
                 self._thread.start()
@@ -147,7 +192,7 @@ class BackgroundLauncher:
             try:
                 if job_id is None:
                     return
-                run_job_in_process(self.services, job_id)
+                run_job_in_process(self.services, job_id, owner=self.owner)
             except Exception:
                 log.exception("background ingest job %s failed", job_id)
             finally:

@@ -5,6 +5,8 @@ worker process opens its own embedder, store, catalog and HTTP client once, on f
 (``_Resources``), and closes them when the process shuts down. Transient failures (store or
 catalog unreachable, a transient download error) retry the task with exponential backoff;
 permanent ones (a corrupt file) were already recorded against their item and never reach here.
+While a task runs it beats for its job (``ingest.heartbeat``), so the job is shown running and a
+job no worker touches any more is found interrupted.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, TypeVar
 from celery import Celery, Task, signals
 
 from ingest import work
+from ingest.heartbeat import Heartbeat, job_heartbeat
 from ingest.items import MediaItem
 from search.errors import FetchError, StoreUnavailable
 from search.fetch import Fetcher
@@ -59,6 +62,9 @@ class _Resources:
                 self._services = Services(self.settings)
                 self._fetcher = Fetcher(self.settings.ingest)
                 self._pid = os.getpid()
+                from ingest.jobs import sweep_crash_debris
+
+                sweep_crash_debris(self.settings)  # a worker killed mid-write left temporary files
             return self._services, self._fetcher
 
     def close(self) -> None:
@@ -109,21 +115,21 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=DISCOVER, **retrying)
     def discover(self: Task, job_id: str) -> None:
         services, fetcher = resources.get()
-        with _last_try_gives_up(self, lambda reason: services.catalog.finish_job(job_id, "failed", reason)):
+        with _beating(services, job_id), _last_try_gives_up(self, lambda r: services.catalog.finish_job(job_id, "failed", r)):
             _transient(lambda: work.discover_job(services, fetcher, dispatch, job_id))
 
     @app.task(name=FETCH, **retrying)
     def fetch(self: Task, job_id: str, items: list[dict[str, Any]], attempt: int = 0) -> None:
         services, fetcher = resources.get()
         batch = _from_json(items)
-        with _last_try_gives_up(self, lambda reason: work.abandon_items(services, job_id, batch, reason)):
+        with _beating(services, job_id), _last_try_gives_up(self, lambda r: work.abandon_items(services, job_id, batch, r)):
             work.fetch_items(services, fetcher, dispatch, job_id, batch, attempt)
 
     @app.task(name=INDEX, **retrying)
     def index(self: Task, job_id: str, items: list[dict[str, Any]]) -> None:
         services, fetcher = resources.get()
         batch = _from_json(items)
-        with _last_try_gives_up(self, lambda reason: work.abandon_items(services, job_id, batch, reason)):
+        with _beating(services, job_id), _last_try_gives_up(self, lambda r: work.abandon_items(services, job_id, batch, r)):
             _transient(lambda: work.index_items(services, fetcher, job_id, batch))
 
     @app.task(name=PURGE, **retrying)
@@ -146,6 +152,10 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     signals.worker_process_shutdown.connect(close_resources, weak=False)
     signals.worker_shutdown.connect(close_resources, weak=False)
     app.mmsearch_resources = resources  # type: ignore[attr-defined]
+
+
+def _beating(services: Services, job_id: str) -> Heartbeat:
+    return job_heartbeat(services.catalog, job_id, services.settings.ingest.heartbeat_interval)
 
 
 @contextmanager

@@ -31,7 +31,7 @@ class Deltas:
 
 
 class JobTracker:
-    """Thread-safe; ``job`` is the latest record the catalog returned (its status shows a cancel)."""
+    """Thread-safe; ``job`` is the latest record the catalog returned (it shows a cancel)."""
 
     def __init__(self, catalog: Catalog, job_id: str, progress: Progress | None = None, interval: float = 0.25) -> None:
         self.catalog = catalog
@@ -45,7 +45,8 @@ class JobTracker:
 
     @property
     def cancelled(self) -> bool:
-        return self.job.status == "cancelled"
+        """Stop working: the job was cancelled, or a later run took it over (``JobRecord.stopped``)."""
+        return self.job.stopped
 
     def discovered(self, n: int = 1) -> None:
         self._add(discovered=n)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Protocol
 
 from ingest.discovery import DiscoveryContext, Vanished, admit_fetched, already_done, discover_request
@@ -135,14 +136,27 @@ def purge_items(services: Services, media_ids: Sequence[str]) -> None:
 
 
 def finalize_job(services: Services, job_id: str) -> JobRecord | None:
-    """Finish the job when every discovered item is accounted for; None means 'not yet'."""
+    """Finish the job when every discovered item is accounted for; None means 'not yet'.
+
+    Polled every second while the job runs, so it also keeps the job's heartbeat fresh
+    between its tasks: a job waiting for a free gpu worker is not an interrupted one.
+    """
     catalog = services.catalog
     job = catalog.get_job(job_id)
     if job.finished:
         return job
+    if beat_due(job, services.settings.ingest.heartbeat_interval):
+        catalog.beat_job(job_id)
     if job.processed < job.discovered:
         return None
     return catalog.finish_job(job_id, "done")
+
+
+def beat_due(job: JobRecord, interval: float) -> bool:
+    """True when the job's last heartbeat is at least ``interval`` seconds old (or missing)."""
+    if job.heartbeat_at is None:
+        return True
+    return (datetime.now(timezone.utc) - job.heartbeat_at).total_seconds() >= interval
 
 
 def retry_delay(attempt: int) -> float:

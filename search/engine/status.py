@@ -25,7 +25,8 @@ class Stats:
     points: dict[str, int]
     total_points: int
     catalog: dict[str, dict[str, int]] = field(default_factory=dict)
-    running_jobs: int = 0
+    running_jobs: int = 0  # with a live runner; jobs whose runner is gone are interrupted_jobs
+    interrupted_jobs: int = 0  # not yet resumed by a later run of the same request
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,16 @@ class Check:
 
 
 def stats(services: Services) -> Stats:
-    """What is indexed now; raises StoreUnavailable/ModelUnavailable when parts are down."""
+    """What is indexed now; raises StoreUnavailable/ModelUnavailable when parts are down.
+
+    Jobs whose runner is gone (a killed process, no heartbeat for ``ingest.heartbeat_timeout``)
+    are marked interrupted first, so a crashed ingest is never counted as running.
+    """
     store, embedder = services.store, services.embedder
     points = {kind: store.count(Filter((Match("kind", (kind,)),))) for kind in POINT_KINDS}
     catalog = services.catalog
+    catalog.interrupt_orphaned_jobs(services.settings.ingest.heartbeat_timeout)
+    interrupted = catalog.list_jobs(limit=1000, status="interrupted")
     return Stats(
         model=embedder.model_name,
         dim=embedder.dim,
@@ -52,6 +59,7 @@ def stats(services: Services) -> Stats:
         total_points=store.count(),
         catalog=catalog.counts_by_kind_and_status(),
         running_jobs=len(catalog.list_jobs(limit=1000, status="running")),
+        interrupted_jobs=sum(1 for job in interrupted if not job.superseded),
     )
 
 

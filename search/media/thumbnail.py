@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ WEBP_QUALITY = 80
 # libwebp effort 0..6: 2 halves the encode time of the default 4 (measured ~2.6 vs ~4.9 ms for
 # a 256 px preview) for files ~3% larger; thumbnails are a visible share of ingest CPU time
 WEBP_METHOD = 2
+TEMP_PREFIX = ".thumb-"  # a thumbnail being written; a crash mid-write leaves one behind
 
 
 def make_thumbnail(image: Image.Image, size: int) -> Image.Image:
@@ -45,7 +47,7 @@ def save_thumbnail(image: Image.Image, dest: Path, size: int) -> Path:
     if thumb.mode not in ("RGB", "RGBA"):
         thumb = thumb.convert("RGB")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=".thumb-", suffix=".webp", dir=dest.parent)
+    handle, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".webp", dir=dest.parent)
     try:
         with os.fdopen(handle, "wb") as out:
             thumb.save(out, format="WEBP", quality=WEBP_QUALITY, method=WEBP_METHOD)
@@ -80,6 +82,37 @@ def remove_thumbnails(thumbnails_dir: Path, media_ids: Iterable[str]) -> None:
             continue
         (thumbnails_dir / image_thumb_name(media_id)).unlink(missing_ok=True)
         shutil.rmtree(thumbnails_dir / media_id, ignore_errors=True)
+
+
+def remove_stale_temporaries(thumbnails_dir: Path, older_than: float) -> int:
+    """Delete temporary thumbnails not touched for ``older_than`` seconds; returns how many.
+
+    A writer renames its temporary file within milliseconds, so one that old was left by a
+    process that died mid-write. Run when ingestion starts; younger files may be in use.
+    """
+    cutoff = time.time() - older_than
+    removed = 0
+    for path in _temporaries(thumbnails_dir):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue  # renamed or removed meanwhile
+    return removed
+
+
+def _temporaries(folder: Path) -> Iterable[Path]:
+    """Temporary thumbnails in ``folder`` and its sub-folders (a video's frames), links not followed."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
+            yield Path(entry.path)
+        elif entry.is_dir(follow_symlinks=False):
+            yield from _temporaries(Path(entry.path))
 
 
 def _discard(name: str) -> None:
