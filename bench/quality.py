@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ingest.jobs import run_ingest
 from search.engine import FilterSpec, SearchRequest, SearchResults, search, similar
 from search.errors import MMSearchError
+from search.payload import Payload, parse_payload
 from search.query import IdTerm, TextTerm
 from search.services import IngestRequest, Services
 from search.settings import BUNDLED_MODEL, Settings, load_settings
@@ -190,9 +191,10 @@ def load_gallery(services: Services, truth: CorpusTruth) -> Gallery:
     while True:
         page = services.store.scroll(Filter((Match("kind", ("image",)),)), limit=1024, offset=cursor, with_vectors=True)
         for hit in page.hits:
-            path = _path_of(hit.payload)
+            payload = parse_payload(hit.payload)
+            path = _path_of(payload)
             if path in pairs and hit.vector is not None:
-                photos.append(Photo(str(hit.payload["media_id"]), path, pairs[path], hit.vector))
+                photos.append(Photo(payload.media_id, path, pairs[path], hit.vector))
         if page.next_offset is None:
             break
         cursor = page.next_offset
@@ -299,9 +301,9 @@ def iou(a0: float, a1: float, b0: float, b1: float) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _path_of(payload: Mapping[str, object]) -> str:
+def _path_of(payload: Payload) -> str:
     """The indexed file a point came from, in the form the truth uses (absolute, resolved)."""
-    return str(Path(str(payload.get("path", ""))).resolve())
+    return str(Path(payload.path or "").resolve())
 
 
 def _mean(values: Sequence[float | bool]) -> float:

@@ -238,6 +238,13 @@ def parse_payload(data: Mapping[str, Any]) -> Payload:
     return cls.from_payload(data)  # type: ignore[return-value]
 
 
+def read_payload(data: Mapping[str, Any]) -> Payload | None:
+    """Like ``parse_payload``, but None for a point that is not ours (a point fetched by id,
+    which another writer may have stored in the same collection)."""
+    cls = _KINDS.get(str(data.get("kind")))
+    return None if cls is None else cls.from_payload(data)  # type: ignore[return-value]
+
+
 def kind_of(data: Mapping[str, Any]) -> str:
     """A stored payload's kind without parsing the rest ("" when it has none)."""
     kind = data.get("kind")

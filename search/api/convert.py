@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -32,32 +32,8 @@ from search.engine.results import ResultItem
 from search.errors import MediaError, TooLarge
 from search.filters import FieldFilter, FilterSpec
 from search.moments import Moment
+from search.payload import VIDEO_KINDS, FramePayload, Payload, ProductPayload, SegmentPayload
 from search.query import IdTerm, ImageTerm, Term, TextTerm, UrlTerm, parse_query
-
-# Payload fields shown as first-class result fields; everything else goes to metadata/product.fields.
-_KNOWN = {
-    "kind",
-    "media_id",
-    "source",
-    "uri",
-    "path",
-    "dirs",
-    "name",
-    "taken_at",
-    "size_bytes",
-    "width",
-    "height",
-    "thumb",
-    "model",
-    "video_id",
-    "t",
-    "duration",
-    "t_start",
-    "t_end",
-    "n_frames",
-}
-_PRODUCT = {"product_id", "title", "category", "brand", "price"}
-
 
 # --- requests -------------------------------------------------------------------------------
 
@@ -180,24 +156,24 @@ def result_out(item: ResultItem, base: str = "") -> ResultOut:
     moment = moment_out(item.moment, base) if item.moment else None
     moments = [moment_out(m, base) for m in item.moments]
     thumb = _result_thumbnail(item, base, moments)
-    file_url = moment.file_url if moment else _file_url(base, item.media_id, p.get("t") if item.kind == "frame" else None)
+    t = p.t if item.kind == "frame" and isinstance(p, FramePayload) else None
     return ResultOut(
         id=item.point_id,
         media_id=item.media_id,
         kind=item.kind,
         score=round(item.score, 6),
-        name=_str(p.get("name")),
-        uri=_str(p.get("uri")),
+        name=p.name or None,
+        uri=p.uri or None,
         thumbnail_url=thumb,
-        file_url=file_url,
-        width=_int(p.get("width")),
-        height=_int(p.get("height")),
-        taken_at=_float(p.get("taken_at")),
-        size_bytes=_int(p.get("size_bytes")),
-        source=_str(p.get("source")),
-        path=_str(p.get("path")),
-        duration=_float(p.get("duration")),
-        t=_float(p.get("t")) if item.kind == "frame" else None,
+        file_url=moment.file_url if moment else _file_url(base, item.media_id, t),
+        width=p.width,
+        height=p.height,
+        taken_at=p.taken_at,
+        size_bytes=p.size_bytes,
+        source=p.source or None,
+        path=p.path,
+        duration=_duration(p),
+        t=t,
         product=product_out(p),
         moment=moment,
         moments=moments,
@@ -207,7 +183,7 @@ def result_out(item: ResultItem, base: str = "") -> ResultOut:
             for c in item.contributions
         ]
         or None,
-        metadata=_metadata(p),
+        metadata=p.details(),
     )
 
 
@@ -215,7 +191,7 @@ def _result_thumbnail(item: ResultItem, base: str, moments: list[MomentOut]) -> 
     if item.moment is not None or item.kind == "video":
         best = item.moment.best_point_id if item.moment else (item.moments[0].best_point_id if item.moments else None)
         return point_thumbnail_url(base, best) if best else media_thumbnail_url(base, item.media_id)
-    if item.kind in ("frame", "segment") and item.point_id and item.payload.get("thumb"):
+    if item.kind in VIDEO_KINDS and item.point_id and item.payload.thumb:
         return point_thumbnail_url(base, item.point_id)
     return media_thumbnail_url(base, item.media_id)
 
@@ -233,21 +209,21 @@ def moment_out(m: Moment, base: str = "") -> MomentOut:
     )
 
 
-def product_out(p: Mapping[str, Any]) -> ProductOut | None:
-    if p.get("kind") != "product" and "product_id" not in p:
+def product_out(p: Payload | None) -> ProductOut | None:
+    if not isinstance(p, ProductPayload):
         return None
     return ProductOut(
-        product_id=_str(p.get("product_id")),
-        title=_str(p.get("title")),
-        category=_str(p.get("category")),
-        brand=_str(p.get("brand")),
-        price=_float(p.get("price")),
-        fields=_metadata(p),
+        product_id=p.product_id or None,
+        title=p.title,
+        category=p.category,
+        brand=p.brand,
+        price=p.price,
+        fields=p.details(),
     )
 
 
-def _metadata(p: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in p.items() if k not in _KNOWN and k not in _PRODUCT}
+def _duration(p: Payload) -> float | None:
+    return p.duration if isinstance(p, (FramePayload, SegmentPayload)) else None
 
 
 def media_out(info: MediaInfo, base: str = "") -> MediaOut:
@@ -262,15 +238,15 @@ def media_out(info: MediaInfo, base: str = "") -> MediaOut:
         points=info.points,
         status=r.status if r else None,
         error=r.error if r else None,
-        width=_int(p.get("width")) or (r.width if r else None),
-        height=_int(p.get("height")) or (r.height if r else None),
-        duration=_float(p.get("duration")) or (r.duration if r else None),
-        size_bytes=_int(p.get("size_bytes")) or (r.size_bytes if r else None),
-        taken_at=_float(p.get("taken_at")),
-        source=_str(p.get("source")) or (r.source_id if r else None),
+        width=(p.width if p else None) or (r.width if r else None),
+        height=(p.height if p else None) or (r.height if r else None),
+        duration=(_duration(p) if p else None) or (r.duration if r else None),
+        size_bytes=(p.size_bytes if p else None) or (r.size_bytes if r else None),
+        taken_at=p.taken_at if p else None,
+        source=(p.source if p else None) or (r.source_id if r else None),
         indexed_at=r.indexed_at if r else None,
         product=product_out(p),
-        metadata={**(r.metadata if r else {}), **_metadata(p)},
+        metadata={**(r.metadata if r else {}), **(p.details() if p else {})},
     )
 
 
@@ -309,18 +285,6 @@ def point_thumbnail_url(base: str, point_id: str) -> str:
     return f"{base}/points/{quote(point_id, safe='')}/thumbnail"
 
 
-def _file_url(base: str, media_id: str, t: Any) -> str:
+def _file_url(base: str, media_id: str, t: float | None) -> str:
     url = media_file_url(base, media_id)
-    return f"{url}#t={float(t):g}" if isinstance(t, (int, float)) else url
-
-
-def _str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return f"{url}#t={t:g}" if t is not None else url

@@ -19,6 +19,7 @@ from search.engine.terms import UnsupportedImage, resolve_item
 from search.engine.videos import video_filter_spec, video_results
 from search.errors import BadQuery
 from search.filters import FilterSpec, to_store_filter
+from search.payload import MEDIA_ID, VIDEO_KINDS, ProductPayload
 from search.query import IdTerm
 from search.services import Services
 from search.store.base import Match
@@ -50,7 +51,7 @@ def search(services: Services, request: SearchRequest) -> SearchResults:
     if request.target == "images":  # filters are checked before any encoding work
         flt = to_store_filter(request.filters, kinds=() if request.filters.kinds else IMAGE_KINDS)
         if request.exclude_media:
-            flt = flt.excluding(Match("media_id", tuple(request.exclude_media)))
+            flt = flt.excluding(Match(MEDIA_ID, tuple(request.exclude_media)))
         prepared = prepare(services, request)
         page = image_results(services, request, prepared, flt, limit)
     else:
@@ -90,15 +91,15 @@ def similar(
     spec = filters or FilterSpec()
     to_store_filter(spec)  # a bad filter is the client's mistake whether or not the id exists
     source = resolve_item(services, item_id)
-    kind = str(source.payload.get("kind", ""))
+    kind = source.kind
     if same_category:
-        category = source.payload.get("category")
+        category = source.payload.category if isinstance(source.payload, ProductPayload) else None
         if not category:
             raise BadQuery(f"Item {item_id!r} has no category, so same_category cannot apply.")
-        spec = replace(spec, categories=(str(category),))
+        spec = replace(spec, categories=(category,))
     if kind == "product" and not spec.kinds:
         spec = replace(spec, kinds=("product",))
-    chosen = target or ("videos" if kind in ("video", "frame", "segment") else "images")
+    chosen = target or ("videos" if kind == "video" or kind in VIDEO_KINDS else "images")
     request = SearchRequest(
         terms=(IdTerm(item_id),),
         target=chosen,
@@ -107,6 +108,6 @@ def similar(
         offset=offset,
         score_threshold=score_threshold,
         dedup=dedup,
-        exclude_media=(str(source.payload.get("media_id", source.id)),),
+        exclude_media=(source.media_id,),
     )
     return search(services, request)

@@ -17,6 +17,7 @@ from search.dedup import duplicate_groups
 from search.engine.prepare import PreparedQuery
 from search.engine.request import SearchRequest
 from search.engine.results import Contribution, ResultItem
+from search.payload import kind_of, parse_payload
 from search.query import contributions
 from search.services import Services
 from search.store.base import Filter, Hit
@@ -73,16 +74,17 @@ def _collapsed(
 
 
 def _kind(hit: Hit) -> str:
-    return str(hit.payload.get("kind", ""))
+    return kind_of(hit.payload)
 
 
 def _item(hit: Hit, prepared: PreparedQuery, explain: bool, duplicates: tuple[str, ...] = ()) -> ResultItem:
+    payload = parse_payload(hit.payload)
     return ResultItem(
         point_id=hit.id,
-        media_id=str(hit.payload.get("media_id", hit.id)),
-        kind=_kind(hit),
+        media_id=payload.media_id or hit.id,
+        kind=payload.kind,
         score=hit.score,
-        payload=hit.payload,
+        payload=payload,
         duplicates=duplicates,
         contributions=explain_hit(prepared, hit.vector) if explain else (),
     )

@@ -18,10 +18,10 @@ import errno
 import os
 import stat
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -29,6 +29,7 @@ from search.catalog.catalog import MTIME_TOLERANCE_S
 from search.deletion import delete_media_items
 from search.errors import MediaChanged, NotFound
 from search.media.sniff import SNIFF_BYTES, sniff
+from search.payload import Payload, read_payload
 from search.services import Services
 from search.store.base import Filter, Match
 
@@ -46,7 +47,7 @@ class MediaInfo:
     kind: str  # image | video | product
     uri: str | None
     name: str | None
-    payload: Mapping[str, Any]  # a representative point's payload ({} if only the catalog knows it)
+    payload: Payload | None  # a representative point's payload (None if only the catalog knows it)
     record: MediaRecord | None
     points: int  # vectors this item has in the store
 
@@ -69,15 +70,15 @@ def media_info(services: Services, media_id: str) -> MediaInfo:
     """Metadata of one item from the store and the catalog; NotFound when neither knows it."""
     flt = Filter((Match("media_id", (media_id,)),))
     page = services.store.scroll(flt, limit=1)
-    payload = page.hits[0].payload if page.hits else {}
+    payload = read_payload(page.hits[0].payload) if page.hits else None
     record = _record(services, media_id)
     if not payload and record is None:
         raise NotFound(f"No media item with id {media_id!r}.")
     if not payload and record is not None and record.status == "deleted":
         raise NotFound(f"Media item {media_id!r} was deleted from the index.")
     kind = _media_kind(payload, record)
-    uri = payload.get("uri") or (record.uri if record else None)
-    name = payload.get("name") or (Path(str(uri)).name if uri else None)
+    uri = (payload.uri if payload else None) or (record.uri if record else None)
+    name = (payload.name if payload else None) or (Path(str(uri)).name if uri else None)
     points = services.store.count(flt) if payload else 0
     return MediaInfo(media_id, kind, uri, name, payload, record, points)
 
@@ -89,8 +90,8 @@ def _record(services: Services, media_id: str) -> MediaRecord | None:
         return None
 
 
-def _media_kind(payload: Mapping[str, Any], record: MediaRecord | None) -> str:
-    kind = str(payload.get("kind") or (record.kind if record else "image"))
+def _media_kind(payload: Payload | None, record: MediaRecord | None) -> str:
+    kind = payload.kind if payload else (record.kind if record else "image")
     return "video" if kind in VIDEO_POINT_KINDS else kind
 
 
@@ -111,7 +112,7 @@ def media_thumbnail(services: Services, media_id: str) -> Path:
 
 def _own_thumb(info: MediaInfo) -> str | None:
     """An image's or product's point thumbnail is the item's; a frame's is not the video's."""
-    thumb = info.payload.get("thumb")
+    thumb = info.payload.thumb if info.payload else None
     return str(thumb) if thumb and info.kind != "video" else None
 
 
@@ -120,7 +121,8 @@ def point_thumbnail(services: Services, point: str) -> Path:
     hits = services.store.retrieve([point])
     if not hits:
         raise NotFound(f"No point with id {point!r}.")
-    rel = hits[0].payload.get("thumb")
+    payload = read_payload(hits[0].payload)
+    rel = payload.thumb if payload else None
     path = inside(services.settings.thumbnails_dir, str(rel)) if rel else None
     if path is None or not path.is_file():
         raise NotFound(f"Point {point!r} has no thumbnail.")

@@ -54,15 +54,15 @@ def _prepare_examples(services: Services, request: SearchRequest) -> PreparedQue
     pos = [resolve_item(services, i) for i in request.positive]
     neg = [resolve_item(services, i) for i in request.negative]
     store_ms = (time.perf_counter() - started) * 1000
-    media = tuple(dict.fromkeys(str(h.payload.get("media_id", h.id)) for h in pos + neg))
+    media = tuple(dict.fromkeys(item.media_id for item in pos + neg))
     terms = tuple(TermInfo("positive", f"id:{i}", 1.0) for i in request.positive) + tuple(
         TermInfo("negative", f"id:{i}", -1.0) for i in request.negative
     )
-    stored_points = all(h.payload.get("kind") != "video" for h in pos + neg)
+    stored_points = not any(item.is_video for item in pos + neg)
     if request.target == "images" and stored_points:
         return PreparedQuery(None, None, tuple(h.id for h in pos), tuple(h.id for h in neg), media, terms, store_ms=store_ms)
     vector = examples_vector(
         np.stack([h.vector for h in pos]),
-        np.stack([h.vector for h in neg]) if neg else None,  # type: ignore[misc]
+        np.stack([h.vector for h in neg]) if neg else None,
     )
     return PreparedQuery(vector, None, example_media=media, terms=terms, store_ms=store_ms)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from search.moments import Moment
+from search.payload import Payload
 
 
 @dataclass(frozen=True)
@@ -34,14 +33,15 @@ class ResultItem:
 
     ``point_id`` is the stored point (for a moment: its best frame; for a video: its best
     moment's best frame, when known); ``media_id`` is the file the point came from (for
-    moments and videos: the video). ``payload`` is the point's payload as ingest wrote it.
+    moments and videos: the video). ``payload`` is the point's payload (for a moment: its best
+    frame's; for a video: its best-scoring frame's or segment's), typed by ``search.payload``.
     """
 
     point_id: str | None
     media_id: str
     kind: str  # image | frame | segment | product | moment | video
     score: float
-    payload: Mapping[str, Any]
+    payload: Payload
     duplicates: tuple[str, ...] = ()  # point ids of near-duplicates collapsed into this one
     contributions: tuple[Contribution, ...] = ()
     moment: Moment | None = None  # target=moments: the moment itself

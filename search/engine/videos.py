@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -36,10 +36,12 @@ from search.moments import (
     video_moments,
     video_topk_score,
 )
+from search.payload import KIND, MEDIA_ID, VIDEO_ID, FramePayload, Payload, SegmentPayload
 from search.services import Services
 from search.store.base import Filter, Hit, Match
 
 T = TypeVar("T")
+V = TypeVar("V", FramePayload, SegmentPayload)
 MEAN_CANDIDATE_VIDEOS = 50  # videos whose segments are all fetched for whole-video mean pooling
 SCROLL_PAGE = 1024
 
@@ -73,42 +75,44 @@ def video_results(
     services: Services, request: SearchRequest, prepared: PreparedQuery, spec: FilterSpec, limit: int
 ) -> ResultPage:
     """A page of moments or videos for the prepared query vector."""
-    assert prepared.vector is not None, "video targets always search with a vector"
+    vector = prepared.vector
+    assert vector is not None, "video targets always search with a vector"
     store, timer = services.store, _Timer()
     params = moment_params(services, request)
     exclude = tuple(request.exclude_media) + prepared.example_media
     candidates = services.settings.search.moment_candidates
-    frame_hits = timer.run(lambda: store.query(prepared.vector, _filter(spec, "frame", exclude), limit=candidates))
-    frames = [_frame(h) for h in frame_hits if h.payload.get("video_id") is not None]
+    frame_hits = timer.run(lambda: store.query(vector, _filter(spec, "frame", exclude), limit=candidates))
+    frame_points = _with_payloads(frame_hits, FramePayload)
+    frames = [FrameScore(p.video_id, p.t, h.score, h.id) for h, p in frame_points]
     frame_floor = score_floor(f.score for f in frames)
     by_video = frames_by_video(frames)
-    payloads = _video_payloads(frame_hits)
+    payloads = _video_payloads(frame_points)
     if request.pooling == "mean":
-        seg_hits = timer.run(lambda: store.query(prepared.vector, _filter(spec, "segment", exclude), limit=candidates))
-        windows = _segment_windows(seg_hits)
+        seg_hits = timer.run(lambda: store.query(vector, _filter(spec, "segment", exclude), limit=candidates))
+        segments = _with_payloads(seg_hits, SegmentPayload)
+        windows = _segment_windows(segments)
         window_floor = score_floor(h.score for h in seg_hits)
-        payloads = {**_video_payloads(seg_hits), **payloads}
+        payloads = {**_video_payloads(segments), **payloads}
     else:
-        durations = {v: float(p.get("duration") or 0.0) for v, p in payloads.items()}
-        windows = {v: topk_windows(fs, durations.get(v, 0.0), params, frame_floor) for v, fs in by_video.items()}
+        windows = {v: topk_windows(fs, payloads[v].duration or 0.0, params, frame_floor) for v, fs in by_video.items()}
         window_floor = frame_floor
     moments = {v: video_moments(ws, by_video.get(v, []), params, window_floor, frame_floor) for v, ws in windows.items()}
-    frame_payloads = {h.id: h.payload for h in frame_hits}
+    frame_payloads = {h.id: p for h, p in frame_points}
     if request.target == "moments":
         ranked = [m for m in rank_moments(moments) if _above(m.score, request.score_threshold)]
         page = ranked[request.offset : request.offset + limit]
-        items = [_moment_item(m, frame_payloads.get(m.best_point_id or "", payloads.get(m.video_id, {}))) for m in page]
+        items = [_moment_item(m, frame_payloads.get(m.best_point_id or "") or payloads[m.video_id]) for m in page]
         more = len(ranked) > request.offset + limit
     else:
         if request.pooling == "mean":
-            scores = _mean_video_scores(store, timer, prepared.vector, seg_hits, request.offset + limit)
+            scores = _mean_video_scores(store, timer, vector, segments, request.offset + limit)
         else:
             scores = {v: video_topk_score(fs, params.k, frame_floor) for v, fs in by_video.items()}
         ranked_videos = sorted(
             ((v, s) for v, s in scores.items() if _above(s, request.score_threshold)), key=lambda vs: (-vs[1], vs[0])
         )
         page_v = ranked_videos[request.offset : request.offset + limit]
-        items = [_video_item(v, s, moments.get(v, []), payloads.get(v, {})) for v, s in page_v]
+        items = [_video_item(v, s, moments.get(v, []), payloads[v]) for v, s in page_v]
         more = len(ranked_videos) > request.offset + limit
     if request.explain:
         items = _explained(store, timer, prepared, items)
@@ -127,43 +131,41 @@ def video_filter_spec(spec: FilterSpec) -> FilterSpec:
 
 def _filter(spec: FilterSpec, kind: str, exclude: Sequence[str]) -> Filter:
     flt = to_store_filter(spec, kinds=(kind,))
-    return flt.excluding(Match("media_id", tuple(exclude))) if exclude else flt
+    return flt.excluding(Match(MEDIA_ID, tuple(exclude))) if exclude else flt
 
 
 def _above(score: float, threshold: float | None) -> bool:
     return threshold is None or score >= threshold
 
 
-def _frame(hit: Hit) -> FrameScore:
-    return FrameScore(str(hit.payload["video_id"]), float(hit.payload.get("t", 0.0)), hit.score, hit.id)
+def _with_payloads(hits: Sequence[Hit], kind: type[V]) -> list[tuple[Hit, V]]:
+    """Hits of one video point kind with their typed payloads; a hit naming no video is dropped."""
+    pairs = [(hit, kind.from_payload(hit.payload)) for hit in hits]
+    return [(hit, p) for hit, p in pairs if p.video_id]
 
 
-def _video_payloads(hits: Sequence[Hit]) -> dict[str, Mapping[str, Any]]:
+def _video_payloads(points: Sequence[tuple[Hit, V]]) -> dict[str, FramePayload | SegmentPayload]:
     """One payload per video (the best-scoring hit's), for names, URIs and durations."""
-    out: dict[str, Mapping[str, Any]] = {}
-    for hit in hits:
-        video = hit.payload.get("video_id")
-        if video is not None and video not in out:
-            out[str(video)] = hit.payload
+    out: dict[str, FramePayload | SegmentPayload] = {}
+    for _, p in points:
+        out.setdefault(p.video_id, p)
     return out
 
 
-def _segment_windows(hits: Sequence[Hit]) -> dict[str, list[WindowScore]]:
+def _segment_windows(segments: Sequence[tuple[Hit, SegmentPayload]]) -> dict[str, list[WindowScore]]:
     windows: dict[str, list[WindowScore]] = defaultdict(list)
-    for hit in hits:
-        p = hit.payload
-        if p.get("video_id") is None or p.get("t_start") is None or p.get("t_end") is None:
-            continue
-        windows[str(p["video_id"])].append(WindowScore(str(p["video_id"]), float(p["t_start"]), float(p["t_end"]), hit.score))
+    for hit, p in segments:
+        windows[p.video_id].append(WindowScore(p.video_id, p.t_start, p.t_end, hit.score))
     return windows
 
 
-def _mean_video_scores(store: Any, timer: _Timer, vector: np.ndarray, seg_hits: Sequence[Hit], wanted: int) -> dict[str, float]:
+def _mean_video_scores(
+    store: Any, timer: _Timer, vector: np.ndarray, segments: Sequence[tuple[Hit, SegmentPayload]], wanted: int
+) -> dict[str, float]:
     """Whole-video mean pooling for the best candidate videos (by their best segment)."""
     best: dict[str, float] = {}
-    for hit in seg_hits:
-        video = str(hit.payload.get("video_id"))
-        best[video] = max(best.get(video, -2.0), hit.score)
+    for hit, p in segments:
+        best[p.video_id] = max(best.get(p.video_id, -2.0), hit.score)
     chosen = sorted(best, key=lambda v: -best[v])[: max(MEAN_CANDIDATE_VIDEOS, 2 * wanted)]
     if not chosen:
         return {}
@@ -172,20 +174,20 @@ def _mean_video_scores(store: Any, timer: _Timer, vector: np.ndarray, seg_hits: 
 
 
 def _segment_vectors(store: Any, videos: Sequence[str]) -> dict[str, list[np.ndarray]]:
-    flt = Filter((Match("kind", ("segment",)), Match("video_id", tuple(videos))))
+    flt = Filter((Match(KIND, ("segment",)), Match(VIDEO_ID, tuple(videos))))
     out: dict[str, list[np.ndarray]] = defaultdict(list)
     cursor: str | None = None
     while True:
         page = store.scroll(flt, limit=SCROLL_PAGE, offset=cursor, with_vectors=True)
         for hit in page.hits:
             if hit.vector is not None:
-                out[str(hit.payload.get("video_id"))].append(hit.vector)
+                out[SegmentPayload.from_payload(hit.payload).video_id].append(hit.vector)
         if page.next_offset is None:
             return out
         cursor = page.next_offset
 
 
-def _moment_item(moment: Moment, payload: Mapping[str, Any]) -> ResultItem:
+def _moment_item(moment: Moment, payload: Payload) -> ResultItem:
     return ResultItem(
         point_id=moment.best_point_id,
         media_id=moment.video_id,
@@ -196,7 +198,7 @@ def _moment_item(moment: Moment, payload: Mapping[str, Any]) -> ResultItem:
     )
 
 
-def _video_item(video: str, score: float, moments: Sequence[Moment], payload: Mapping[str, Any]) -> ResultItem:
+def _video_item(video: str, score: float, moments: Sequence[Moment], payload: Payload) -> ResultItem:
     best = moments[0].best_point_id if moments else None
     return ResultItem(point_id=best, media_id=video, kind="video", score=score, payload=payload, moments=tuple(moments))
 
