@@ -90,7 +90,3 @@ def shape(name: str) -> Shape:
         return _SHAPES_BY_NAME[name]
     except KeyError:
         raise ValueError(f"unknown shape {name!r}; known: {', '.join(SHAPE_NAMES)}") from None
-
-
-def is_held_out(colour_name: str, shape_name: str) -> bool:
-    return (colour_name, shape_name) in HELD_OUT

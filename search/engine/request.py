@@ -8,7 +8,7 @@ from typing import Literal
 from search import bounds
 from search.errors import BadQuery
 from search.filters import FilterSpec
-from search.query import FileTerm, IdTerm, Term, TextTerm, parse_query
+from search.query import FileTerm, IdTerm, Term, TextTerm
 
 Target = Literal["images", "moments", "videos"]
 Pooling = Literal["topk", "mean"]
@@ -45,11 +45,6 @@ class SearchRequest:
     per_video: int = bounds.DEFAULT_PER_VIDEO  # moments kept per video
     exclude_media: tuple[str, ...] = ()  # media never returned (``similar`` hides its source)
     allow_files: bool = False  # file: terms read the local disk: the CLI only
-
-    @classmethod
-    def from_query(cls, text: str, **options: object) -> SearchRequest:
-        """Parse the compact syntax (``"beach" + id:42 - 0.5*"people"``) into a request."""
-        return cls(terms=tuple(parse_query(text)), **options)  # type: ignore[arg-type]
 
     def validate(self, max_limit: int) -> None:
         """Refuse requests that cannot run, with a message for the user (BadQuery)."""
