@@ -203,11 +203,13 @@ class IngestOptionsIn(BaseModel):
 
     model_config = _STRICT
 
-    crawl_max_depth: int | None = Field(None, ge=0, le=bounds.INT64_MAX, description="links followed from a start page")
-    crawl_max_pages: int | None = Field(None, ge=1, le=bounds.INT64_MAX, description="pages fetched per crawl")
-    crawl_delay: float | None = Field(None, ge=0, le=3600, description="seconds between requests to one host (at most an hour)")
-    crawl_same_host: bool | None = Field(None, description="stay on the start page's host")
-    include_hidden: bool | None = Field(None, description="also index hidden files and folders")
+    crawl_max_depth: int | None = Field(default=None, ge=0, le=bounds.INT64_MAX, description="links followed from a start page")
+    crawl_max_pages: int | None = Field(default=None, ge=1, le=bounds.INT64_MAX, description="pages fetched per crawl")
+    crawl_delay: float | None = Field(
+        default=None, ge=0, le=3600, description="seconds between requests to one host (at most an hour)"
+    )
+    crawl_same_host: bool | None = Field(default=None, description="stay on the start page's host")
+    include_hidden: bool | None = Field(default=None, description="also index hidden files and folders")
 
 
 class IngestIn(BaseModel):

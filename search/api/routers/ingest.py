@@ -18,13 +18,13 @@ from fastapi.exceptions import RequestValidationError
 from search.api import convert
 from search.api.deps import BaseUrl, State, require_api_key
 from search.api.schemas import ErrorOut, IngestAccepted, IngestIn, JobOut, JobsOut
-from search.catalog import JOB_STATUSES
+from search.catalog.types import JobStatus
 from search.roots import request_path_problem
 from search.services import IngestRequest
 
 router = APIRouter(tags=["ingest"])
 
-JobStatusName = Annotated[str | None, Query(pattern="^(" + "|".join(JOB_STATUSES) + ")$")]
+JobStatusName = Annotated[JobStatus | None, Query(description="only jobs in this status")]
 
 
 @router.post(
