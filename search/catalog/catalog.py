@@ -388,9 +388,9 @@ class Catalog:
         (``resumed_from`` / ``resumed_by``), and runners of the old one stop.
         """
         _check_text("job kind", kind)
+        now = utcnow()
         job = {
             "id": str(uuid.uuid4()),
-        now = utcnow()
             "kind": kind,
             "params": clean_json(params or {}),
             "status": "queued",
@@ -403,10 +403,10 @@ class Catalog:
             "heartbeat_at": now if owner else None,
         }
         with self._write() as conn:
-            conn.execute(jobs.insert().values(job))
-            return _job(conn, job["id"])
             if resume:
                 job["resumed_from"] = _claim_resumable(conn, kind, job["params"], job["id"])
+            conn.execute(jobs.insert().values(job))
+            return _job(conn, job["id"])
 
     def get_job(self, job_id: str) -> JobRecord:
         """The job with this id; raises NotFound."""
@@ -435,8 +435,6 @@ class Catalog:
             _beat(conn, jobs.c.id == job_id, now)
             return _job(conn, job_id)
 
-    def finish_job(self, job_id: str, status: JobStatus, error: str | None = None) -> JobRecord:
-        """queued/running → done, failed (needs ``error``) or cancelled. The first finish wins:
     def beat_job(self, job_id: str) -> None:
         """Show that someone works on the job (a Celery task of it, or the CLI following it)."""
         with self._write() as conn:
@@ -474,6 +472,8 @@ class Catalog:
                     marked.append(_job(conn, job.id))
         return marked
 
+    def finish_job(self, job_id: str, status: JobStatus, error: str | None = None) -> JobRecord:
+        """queued/running → done, failed (needs ``error``) or cancelled. The first finish wins:
         a worker reporting ``done`` after a user cancelled does not resurrect the job. An
         interrupted job whose runner turns out to be alive may still finish, unless a later
         run continues it."""
@@ -550,8 +550,6 @@ def _job(conn: Connection, job_id: str) -> JobRecord:
     return JobRecord(**row._mapping)
 
 
-def _media_record(row: Row[Any]) -> MediaRecord:
-    return MediaRecord(**row._mapping)
 def _unfinished() -> ColumnElement[bool]:
     """Jobs someone may still work on: queued, running, or interrupted and not continued."""
     revivable = and_(jobs.c.status == "interrupted", jobs.c.resumed_by.is_(None))
@@ -576,6 +574,8 @@ def _claim_resumable(conn: Connection, kind: str, params: dict[str, Any], new_id
     return previous.id if conn.execute(claim).rowcount == 1 else None
 
 
+def _media_record(row: Row[Any]) -> MediaRecord:
+    return MediaRecord(**row._mapping)
 
 
 def _update_media(
