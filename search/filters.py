@@ -1,9 +1,9 @@
 """What users filter on, translated to a store ``Filter`` that Qdrant applies during the search.
 
 Filters are pushed into the vector store (never applied to a page of results afterwards), so
-``limit`` results come back even when the filter is very selective. Every condition here uses a
-payload field ingest writes (see PAYLOAD.md) and that ``INDEXED_FIELDS`` indexes, except
-``fields``: any other manifest column or EXIF value, matched on its raw payload value.
+``limit`` results come back even when the filter is very selective. Every condition here names
+an indexed field of the payload contract (``search.payload``), except ``fields``: any other
+manifest column or EXIF value, matched on its raw payload value.
 """
 
 from __future__ import annotations
@@ -15,9 +15,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from search.errors import BadQuery
+from search.payload import (
+    BRAND,
+    CATEGORY,
+    DIRS,
+    HEIGHT,
+    KIND,
+    KINDS,
+    MEDIA_ID,
+    PRICE,
+    SIZE_BYTES,
+    SOURCE,
+    TAKEN_AT,
+    VIDEO_ID,
+    WIDTH,
+)
 from search.store.base import Condition, Filter, Match, Range
 
-KINDS = ("image", "frame", "segment", "product")
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _MAX_VALUES = 256
 
@@ -71,21 +85,21 @@ def to_store_filter(spec: FilterSpec, kinds: Sequence[str] = ()) -> Filter:
     chosen = _kinds(spec.kinds, kinds)
     must: list[Condition] = []
     if chosen:
-        must.append(Match("kind", chosen))
-    must += _keyword("source", spec.sources)
-    must += _keyword("category", spec.categories)
-    must += _keyword("brand", spec.brands)
-    must += _keyword("media_id", spec.media_ids)
-    must += _keyword("video_id", spec.video_ids)
+        must.append(Match(KIND, chosen))
+    must += _keyword(SOURCE, spec.sources)
+    must += _keyword(CATEGORY, spec.categories)
+    must += _keyword(BRAND, spec.brands)
+    must += _keyword(MEDIA_ID, spec.media_ids)
+    must += _keyword(VIDEO_ID, spec.video_ids)
     if spec.path_prefix is not None:
         folder = normalise_folder(spec.path_prefix)
         if folder != "/":
-            must.append(Match("dirs", (folder,)))
-    must += _range("taken_at", spec.taken_after, spec.taken_before, "taken_after", "taken_before")
-    must += _range("size_bytes", spec.min_size, spec.max_size, "min_size", "max_size")
-    must += _range("width", spec.min_width, None, "min_width", "")
-    must += _range("height", spec.min_height, None, "min_height", "")
-    must += _range("price", spec.min_price, spec.max_price, "min_price", "max_price")
+            must.append(Match(DIRS, (folder,)))
+    must += _range(TAKEN_AT, spec.taken_after, spec.taken_before, "taken_after", "taken_before")
+    must += _range(SIZE_BYTES, spec.min_size, spec.max_size, "min_size", "max_size")
+    must += _range(WIDTH, spec.min_width, None, "min_width", "")
+    must += _range(HEIGHT, spec.min_height, None, "min_height", "")
+    must += _range(PRICE, spec.min_price, spec.max_price, "min_price", "max_price")
     for field in spec.fields:
         must.append(_field(field))
     return Filter(tuple(must))

@@ -29,14 +29,14 @@ from search.catalog.catalog import MTIME_TOLERANCE_S
 from search.deletion import delete_media_items
 from search.errors import MediaChanged, NotFound
 from search.media.sniff import SNIFF_BYTES, sniff
-from search.payload import Payload, read_payload
+from search.payload import MEDIA_ID, VIDEO_KINDS, Payload, read_payload
 from search.services import Services
 from search.store.base import Filter, Match
 
 if TYPE_CHECKING:
     from search.catalog import Catalog, MediaRecord
 
-VIDEO_POINT_KINDS = ("frame", "segment")
+VIDEO_POINT_KINDS = VIDEO_KINDS
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class MediaFile:
 
 def media_info(services: Services, media_id: str) -> MediaInfo:
     """Metadata of one item from the store and the catalog; NotFound when neither knows it."""
-    flt = Filter((Match("media_id", (media_id,)),))
+    flt = Filter((Match(MEDIA_ID, (media_id,)),))
     page = services.store.scroll(flt, limit=1)
     payload = read_payload(page.hits[0].payload) if page.hits else None
     record = _record(services, media_id)

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 from search.broker import broker_status
 from search.errors import MMSearchError
+from search.payload import KIND, KINDS
 from search.services import Services
 from search.store.base import Filter, Match
 
-POINT_KINDS = ("image", "frame", "segment", "product")
+POINT_KINDS = KINDS  # every kind of point the payload contract defines
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def stats(services: Services) -> Stats:
     are marked interrupted first, so a crashed ingest is never counted as running.
     """
     store, embedder = services.store, services.embedder
-    points = {kind: store.count(Filter((Match("kind", (kind,)),))) for kind in POINT_KINDS}
+    points = {kind: store.count(Filter((Match(KIND, (kind,)),))) for kind in POINT_KINDS}
     catalog = services.catalog
     catalog.interrupt_orphaned_jobs(services.settings.ingest.heartbeat_timeout)
     interrupted = catalog.list_jobs(limit=1000, status="interrupted")
