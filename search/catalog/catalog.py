@@ -47,6 +47,7 @@ from .types import (
 )
 
 MTIME_TOLERANCE_S = 1e-6  # float seconds survive both databases exactly; allow rounding noise
+_STATUSES_WITH_REASON = ("failed", "partial")  # nothing fails, or stops half-way, silently
 _ID_CHUNK = 500  # ids per IN (…) list, far below SQLite's and PostgreSQL's parameter limits
 _SOURCE_NAMESPACE = uuid.UUID("0b8e3a5c-63a1-5f0e-8d7b-2f4c9a1e6d30")
 
@@ -276,8 +277,9 @@ class Catalog:
     ) -> MediaRecord:
         """Move an item to ``status`` and record what the stage learned about it.
 
-        ``failed`` needs an ``error`` (nothing fails silently); any other status clears the old
-        error. ``indexed`` stamps ``indexed_at``. None keeps the stored value; metadata merges.
+        ``failed`` and ``partial`` need an ``error`` (nothing fails silently); any other status
+        clears the old error. ``indexed`` and ``partial`` stamp ``indexed_at``. None keeps the
+        stored value; metadata merges.
         """
         if point_count is not None and point_count < 0:
             raise ValueError(f"point_count must be >= 0, got {point_count}")
@@ -604,10 +606,10 @@ def _insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> bo
 
 def _status_values(status: str, error: str | None) -> dict[str, Any]:
     _check_choice("media status", status, MEDIA_STATUSES)
-    if status == "failed" and not (error and error.strip()):
-        raise ValueError("a failed media item needs an error reason")
-    values: dict[str, Any] = {"status": status, "error": error if status == "failed" else None}
-    if status == "indexed":
+    if status in _STATUSES_WITH_REASON and not (error and error.strip()):
+        raise ValueError(f"a {status} media item needs an error reason")
+    values: dict[str, Any] = {"status": status, "error": error if status in _STATUSES_WITH_REASON else None}
+    if status in ("indexed", "partial"):  # a partial item is searchable up to where it broke
         values["indexed_at"] = utcnow()
     return values
 
