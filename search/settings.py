@@ -49,7 +49,14 @@ class IngestSettings(BaseModel):
     max_image_pixels: int = Field(64_000_000, ge=1, description="decompression-bomb guard")
     max_download_bytes: int = Field(200 * 1024 * 1024, ge=1)
     thumbnail_size: int = Field(256, ge=32, le=2048)
-    include_hidden: bool = False
+    include_hidden: bool = Field(False, description="also index dot-files and dot-folders (system folders stay skipped)")
+    include: list[str] = Field(
+        default_factory=list,
+        description="globs every folder ingest applies as --include (a file must match one): '*.jpg', 'trips/*'",
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="globs every folder ingest applies as --exclude: '*/cache/*', 'tmp_*'"
+    )
     follow_symlinks: bool = Field(
         False,
         description="follow symbolic links that lead outside the ingested folder (links inside it are always followed)",

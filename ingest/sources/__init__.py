@@ -127,7 +127,9 @@ def _path_source(entry: str, request: IngestRequest, options: dict[str, Any]) ->
 
 def _folder_items(spec: SourceSpec, ctx: SourceContext) -> Iterator[MediaItem | Problem]:
     hidden = bool(ctx.options.get("include_hidden", ctx.settings.include_hidden))
-    file_filter = FileFilter(spec.options.get("include", ()), spec.options.get("exclude", ()), hidden)
+    include = [*ctx.settings.include, *spec.options.get("include", ())]  # settings, then the request's own
+    exclude = [*ctx.settings.exclude, *spec.options.get("exclude", ())]
+    file_filter = FileFilter(include, exclude, hidden)
     for found in walk_folder(Path(spec.uri), file_filter, follow_symlinks=ctx.settings.follow_symlinks):
         if isinstance(found, FolderEntry):
             yield MediaItem(file_uri(found.path), ctx.source_id, found.kind, str(found.path), found.size, found.mtime)  # type: ignore[arg-type]

@@ -13,16 +13,26 @@ A link that leads outside the folder is not followed unless ``follow_symlinks`` 
 (``MMSEARCH_INGEST__FOLLOW_SYMLINKS``); it is reported as ``Skipped``. Entries that could not be
 read are reported as ``Unreadable`` and the walk goes on: whatever was indexed at or below them
 is kept, because unreadable is not deleted.
+
+What is left out on purpose: dot-files and dot-folders (unless ``include_hidden``), the folders
+that NAS boxes, desktops and Windows keep for themselves (``SYSTEM_FOLDERS``: never anyone's
+photos, so skipped even with ``include_hidden``), the ``--include``/``--exclude`` globs, and the
+patterns of a ``.mmsearchignore`` file (gitignore syntax, through ``pathspec``) in any folder,
+which apply to that folder's subtree; a deeper file has the last word, as in git. A line that
+does not parse is reported as a ``Problem`` naming the file and line, and the other lines apply.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+import pathspec
 
 from ingest.items import Problem
 
@@ -49,6 +59,12 @@ VIDEO_EXTENSIONS = frozenset(
         ".ogv",
     }
 )
+
+
+IGNORE_FILE = ".mmsearchignore"
+IGNORE_FILE_MAX_BYTES = 1024 * 1024
+# Folders that thumbnailers, NAS boxes, desktops and Windows keep for themselves (fnmatch, any case).
+SYSTEM_FOLDERS = (".thumbnails", "@eadir", ".@__thumb", ".trash-*", ".trashes", "$recycle.bin", "system volume information")
 
 
 @dataclass(frozen=True)
@@ -89,9 +105,64 @@ class FileFilter:
         return not self.include or _matches(relative, self.include)
 
     def wants_folder(self, relative: PurePosixPath) -> bool:
+        if is_system_folder(relative.name):
+            return False
         if not self.include_hidden and _is_hidden(relative.name):
             return False
         return not _matches(relative, self.exclude)
+
+
+def is_system_folder(name: str) -> bool:
+    """True for a folder a system keeps for itself (``@eaDir``, ``$RECYCLE.BIN``, ``.Trash-1000`` ...)."""
+    lowered = name.lower()
+    return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in SYSTEM_FOLDERS)
+
+
+@dataclass(frozen=True)
+class IgnoreLayer:
+    """The patterns of one ``.mmsearchignore`` file; they apply below ``base``, the folder holding it."""
+
+    base: Path
+    spec: pathspec.GitIgnoreSpec
+
+
+def read_ignore_file(folder: Path) -> tuple[IgnoreLayer | None, list[Problem]]:
+    """The layer of ``folder``'s ignore file (None when it has none or no valid line), and a
+    Problem for each line that does not parse. The message names the line, never its text."""
+    path = folder / IGNORE_FILE
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(IGNORE_FILE_MAX_BYTES + 1)
+    except FileNotFoundError:
+        return None, []
+    except OSError as exc:
+        return None, [Problem(path.as_uri(), f"cannot read ignore file: {exc.strerror or exc}; its patterns are not applied")]
+    if len(data) > IGNORE_FILE_MAX_BYTES:
+        return None, [Problem(path.as_uri(), f"ignore file larger than {IGNORE_FILE_MAX_BYTES} bytes: not applied")]
+    lines: list[str] = []
+    problems: list[Problem] = []
+    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        try:
+            pathspec.GitIgnoreSpec.from_lines([line])
+        except (ValueError, re.error):  # pathspec's own error (a ValueError), or a bad [range]
+            problems.append(
+                Problem(path.as_uri(), f"line {number} is not a valid gitignore pattern: skipped, the other lines apply")
+            )
+            continue
+        lines.append(line)
+    spec = pathspec.GitIgnoreSpec.from_lines(lines)
+    return (IgnoreLayer(folder, spec) if len(spec) else None), problems
+
+
+def ignored(path: Path, is_dir: bool, layers: Sequence[IgnoreLayer]) -> bool:
+    """Whether the ignore files above ``path`` leave it out; the deepest matching line decides."""
+    verdict: bool | None = None
+    for layer in layers:  # outermost first
+        relative = path.relative_to(layer.base).as_posix() + ("/" if is_dir else "")
+        result = layer.spec.check_file(relative)
+        if result.include is not None:
+            verdict = result.include
+    return bool(verdict)
 
 
 def kind_for_extension(path: Path) -> str | None:
@@ -125,9 +196,9 @@ def walk_folder(
     root = root.absolute()
     walk = _Walk(root, Path(os.path.realpath(root)), file_filter, follow_symlinks)
     seen: set[tuple[int, int]] = set()
-    stack: list[Path] = [root]
+    stack: list[tuple[Path, tuple[IgnoreLayer, ...]]] = [(root, ())]
     while stack:
-        folder = stack.pop()
+        folder, layers = stack.pop()
         try:
             identity = _identity(folder)
             if identity in seen:
@@ -137,15 +208,21 @@ def walk_folder(
         except OSError as exc:
             yield Unreadable(folder.as_uri(), f"cannot list folder: {exc.strerror or exc}")
             continue
+        if any(entry.name == IGNORE_FILE for entry in entries):
+            layer, problems = read_ignore_file(folder)
+            yield from problems
+            layers = (*layers, layer) if layer is not None else layers
         subfolders: list[Path] = []
         for entry in entries:
-            found = _visit(entry, walk, subfolders)
+            found = _visit(entry, walk, subfolders, layers)
             if found is not None:
                 yield found
-        stack.extend(reversed(subfolders))  # depth-first, in name order
+        stack.extend((sub, layers) for sub in reversed(subfolders))  # depth-first, in name order
 
 
-def _visit(entry: os.DirEntry[str], walk: _Walk, subfolders: list[Path]) -> FolderEntry | Problem | None:
+def _visit(
+    entry: os.DirEntry[str], walk: _Walk, subfolders: list[Path], layers: Sequence[IgnoreLayer] = ()
+) -> FolderEntry | Problem | None:
     """What one directory entry is: a candidate, a subfolder to walk, a recorded skip, or nothing.
 
     Only ``stat`` is called (``lstat`` first for links), so special files are never opened.
@@ -162,6 +239,8 @@ def _visit(entry: os.DirEntry[str], walk: _Walk, subfolders: list[Path]) -> Fold
     except OSError as exc:
         return Unreadable(path.as_uri(), f"cannot read {'link' if link else 'entry'}: {exc.strerror or exc}")
     is_dir = stat.S_ISDIR(info.st_mode)
+    if layers and ignored(path, is_dir, layers):
+        return None
     if link and not walk.follow_symlinks and not _inside(path, walk.real_root):
         if is_dir and walk.file_filter.wants_folder(relative):
             return Skipped(path.as_uri(), f"symbolic link to a folder outside the ingested folder, not followed; {FOLLOW_HINT}")
