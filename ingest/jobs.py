@@ -95,6 +95,7 @@ def run_job_in_process(services: Services, job_id: str, progress: Progress | Non
             parts = PipelineParts(settings, catalog, store, embedder, fetcher, tracker)
             ctx = DiscoveryContext(catalog, settings.ingest, fetcher, tracker, embedder.model_name)
             Pipeline(parts, redelivered=False).run(discover_request(ctx, request))
+            store.request_index()  # the background maintainer indexes what this job added
     except KeyboardInterrupt:
         _flush_quietly(tracker)
         catalog.finish_job(job_id, "cancelled")

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="model spec (MMSEARCH_MODEL), e.g. ViT-B-32:laion2b_s34b_b79k or mmsearch-synthetic")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in (_ingest, _search, _serve, _demo, _jobs, _doctor, _embed, _worker, _train):
+    for register in (_ingest, _search, _serve, _demo, _jobs, _optimize, _doctor, _embed, _worker, _train):
         register(commands)
     return parser
 
@@ -92,6 +92,20 @@ def _run_jobs(args: argparse.Namespace, settings: Settings) -> int:
     from mmsearch.ingest_command import run_jobs_command
 
     return run_jobs_command(args, settings)
+
+
+def _optimize(commands: argparse._SubParsersAction) -> None:
+    from mmsearch.optimize_command import add_arguments
+
+    add_arguments(
+        _command(commands, "optimize", _run_optimize, "build the vector index now (the embedded store also does it by itself)")
+    )
+
+
+def _run_optimize(args: argparse.Namespace, settings: Settings) -> int:
+    from mmsearch.optimize_command import run_optimize_command
+
+    return run_optimize_command(args, settings)
 
 
 def _worker(commands: argparse._SubParsersAction) -> None:

@@ -34,6 +34,7 @@ def run_checks(settings: Settings) -> list[Check]:
             _timed("gpu", lambda: _gpu_summary(settings)),
             _timed("model", lambda: _model_summary(services)),
             _timed("store", lambda: _store_summary(services)),
+            _timed("index", lambda: _index_summary(services)),
             _timed("catalog", lambda: _catalog_summary(services)),
             _timed("broker", lambda: broker_status(settings)),
             _timed("video", _video_summary),
@@ -95,6 +96,18 @@ def _store_summary(services: Services) -> str:
         raise RuntimeError("not checked: the collection is named after the model, which did not load") from None
     store = services.store
     return f"{store.backend} collection {store.collection} (dim {store.dim}): {store.count()} points"
+
+
+def _index_summary(services: Services) -> str:
+    state = services.store.index_state()
+    line = f"{state.indexed} of {state.points} points in the HNSW index"
+    if state.optimizing:
+        line += ", a build is running"
+    elif state.unindexed and state.auto:
+        line += f", {state.unindexed} searched exactly until the background build"
+    elif state.unindexed:
+        line += f", {state.unindexed} unindexed and background builds are off: run `mmsearch optimize`"
+    return line
 
 
 def _catalog_summary(services: Services) -> str:

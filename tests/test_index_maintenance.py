@@ -6,6 +6,7 @@ mechanism is the one a user's million-point store runs.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -151,3 +152,32 @@ def test_an_interrupted_swap_restores_the_folder_that_holds_every_write(tmp_path
     recover_folder(live)
     assert (live / "marker").read_text() == "every write"
     assert not previous.exists() and not sibling(live, "building").exists()
+
+
+def test_mmsearch_optimize_builds_the_index_and_doctor_reports_it(monkeypatch, tmp_path: Path, capsys) -> None:
+    from mmsearch.cli import main
+    from search.services import Services
+
+    monkeypatch.setenv("MMSEARCH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MMSEARCH_MODEL", "mmsearch-synthetic")
+    monkeypatch.setenv("MMSEARCH_INDEX__THRESHOLD_POINTS", str(THRESHOLD))
+    monkeypatch.setenv("MMSEARCH_INDEX__AUTO_OPTIMIZE", "false")
+    monkeypatch.delenv("MMSEARCH_BROKER_URL", raising=False)
+    services = Services(load_settings())
+    try:
+        dim = services.store.dim
+        vectors = np.random.default_rng(0).normal(size=(2_000, dim)).astype(np.float32)
+        services.store.upsert([Point(str(uuid.UUID(int=i + 1)), vectors[i], {"kind": "image"}) for i in range(2_000)])
+    finally:
+        services.close()
+
+    assert main(["doctor", "--json"]) == 0
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert "0 of 2000 points in the HNSW index" in checks["index"]["detail"]
+    assert "mmsearch optimize" in checks["index"]["detail"]
+
+    assert main(["optimize", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["before"]["indexed"] == 0
+    assert report["run"]["ok"] is True
+    assert report["after"]["indexed"] == 2_000

@@ -292,6 +292,7 @@ class Stats:
     collection: str
     catalog: Mapping[str, Mapping[str, int]]
     running_jobs: int
+    index: Mapping[str, Any] | None = None  # points, indexed, unindexed, optimizing, auto, last_run_*
 
 
 @dataclass(frozen=True)
@@ -420,6 +421,7 @@ class ApiClient:
             collection=str(d.get("collection", "")),
             catalog=d.get("catalog") or {},
             running_jobs=int(d.get("running_jobs", 0)),
+            index=d.get("index"),
         )
 
     # ingestion

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import streamlit as st
 
@@ -69,10 +71,25 @@ def _setup(stats: Stats) -> None:
         "Vector store": f"{stats.store_backend} · collection {stats.collection}",
         "Points": f"{stats.total_points:,}",
         "Running ingest jobs": str(stats.running_jobs),
+        "Vector index": _index_line(stats.index),
     }
     for kind, by_status in sorted(stats.catalog.items()):
         rows[f"Catalog: {kind}s"] = ", ".join(f"{count:,} {status}" for status, count in sorted(by_status.items()))
     st.table({"": list(rows), "value": list(rows.values())})
+
+
+def _index_line(index: Mapping[str, Any] | None) -> str:
+    """Indexed vs exactly-searched points, and whether a background build runs now."""
+    if not index:
+        return "–"
+    line = f"{int(index.get('indexed', 0)):,} of {int(index.get('points', 0)):,} points in the HNSW index"
+    if index.get("optimizing"):
+        line += " · building the index now"
+    elif index.get("unindexed"):
+        line += f" · {int(index['unindexed']):,} searched exactly until the next build"
+    if index.get("last_run_detail"):
+        line += f" · last build: {index['last_run_detail']} ({index.get('last_run_seconds')} s)"
+    return line
 
 
 if __name__ == "__main__":

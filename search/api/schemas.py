@@ -378,6 +378,18 @@ class StatsOut(BaseModel):
     total_points: int
     catalog: dict[str, dict[str, int]] = Field(description="media per kind and status")
     running_jobs: int
+    index: IndexOut | None = None
+
+
+class IndexOut(BaseModel):
+    points: int
+    indexed: int = Field(description="points in the HNSW graph; the rest are searched exactly")
+    unindexed: int
+    optimizing: bool = Field(description="an index build runs now")
+    auto: bool = Field(description="the store keeps itself indexed in the background")
+    last_run_seconds: float | None = None
+    last_run_ok: bool | None = None
+    last_run_detail: str | None = None
 
 
 class FailureOut(BaseModel):

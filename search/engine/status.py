@@ -10,7 +10,7 @@ from search.broker import broker_status
 from search.errors import MMSearchError
 from search.payload import KIND, KINDS
 from search.services import Services
-from search.store.base import Filter, Match
+from search.store.base import Filter, IndexState, Match
 
 POINT_KINDS = KINDS  # every kind of point the payload contract defines
 
@@ -28,6 +28,7 @@ class Stats:
     catalog: dict[str, dict[str, int]] = field(default_factory=dict)
     running_jobs: int = 0  # with a live runner; jobs whose runner is gone are interrupted_jobs
     interrupted_jobs: int = 0  # not yet resumed by a later run of the same request
+    index: IndexState | None = None  # points in the HNSW graph, and whether a build runs
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ def stats(services: Services) -> Stats:
         catalog=catalog.counts_by_kind_and_status(),
         running_jobs=len(catalog.list_jobs(limit=1000, status="running")),
         interrupted_jobs=sum(1 for job in interrupted if not job.superseded),
+        index=store.index_state(),
     )
 
 

@@ -18,8 +18,9 @@ from fastapi.responses import JSONResponse, Response
 from search import __version__
 from search.api.deps import State
 from search.api.metrics import CONTENT_TYPE
-from search.api.schemas import CheckOut, ErrorOut, HealthOut, ReadyOut, StatsOut
+from search.api.schemas import CheckOut, ErrorOut, HealthOut, IndexOut, ReadyOut, StatsOut
 from search.engine import status
+from search.store import IndexState
 
 router = APIRouter(tags=["operations"])
 
@@ -64,6 +65,21 @@ async def stats(state: State, request: Request) -> StatsOut:
         total_points=s.total_points,
         catalog=s.catalog,
         running_jobs=s.running_jobs,
+        index=None if s.index is None else _index_out(s.index),
+    )
+
+
+def _index_out(index: IndexState) -> IndexOut:
+    run = index.last_run
+    return IndexOut(
+        points=index.points,
+        indexed=index.indexed,
+        unindexed=index.unindexed,
+        optimizing=index.optimizing,
+        auto=index.auto,
+        last_run_seconds=None if run is None else round(run.seconds, 1),
+        last_run_ok=None if run is None else run.ok,
+        last_run_detail=None if run is None else run.detail,
     )
 
 
