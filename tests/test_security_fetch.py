@@ -422,4 +422,6 @@ def test_health_and_stats_answer_while_every_search_thread_is_blocked(live_api: 
                 assert status == 200 and elapsed < QUICK, f"{path}: {status} after {elapsed:.1f} s"
         results = [future.result(timeout=20) for future in futures]
     assert all(status == 422 and body["error"] == "fetch_timeout" for status, _, body, _ in results), results[:3]
-    assert max(elapsed for _, elapsed, _, _ in results) < 6.0 + 5.0, "one wave, each bounded by the deadline (+ ramp-up)"
+    # each query's own time is bounded by the deadline (pinned in the capped test); seen from the
+    # client, one that found every thread taken also waits for one other query's deadline
+    assert max(elapsed for _, elapsed, _, _ in results) < 2 * 6.0 + 4.0
