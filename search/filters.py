@@ -19,6 +19,7 @@ from search.payload import (
     BRAND,
     CATEGORY,
     DIRS,
+    GEO,
     HEIGHT,
     KIND,
     KINDS,
@@ -30,7 +31,8 @@ from search.payload import (
     VIDEO_ID,
     WIDTH,
 )
-from search.store.base import Condition, Filter, Match, Range
+from search.store.base import Condition, Filter, GeoBox, GeoRadius, Match, Range
+from search.store.conversions import check_geo
 
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _MAX_VALUES = 256
@@ -48,6 +50,25 @@ class FieldFilter:
     values: tuple[str | int | bool, ...] = ()
     gte: float | None = None
     lte: float | None = None
+
+
+@dataclass(frozen=True)
+class Near:
+    """Within ``km`` kilometres of a place (decimal degrees): where the photo was taken (EXIF GPS)."""
+
+    lat: float
+    lon: float
+    km: float
+
+
+@dataclass(frozen=True)
+class Area:
+    """Inside a latitude/longitude box; ``west > east`` is a box across the antimeridian."""
+
+    north: float
+    west: float
+    south: float
+    east: float
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,8 @@ class FilterSpec:
     fields: tuple[FieldFilter, ...] = ()
     media_ids: tuple[str, ...] = ()
     video_ids: tuple[str, ...] = ()
+    near: Near | None = None  # media without a GPS position never match a place filter
+    area: Area | None = None
 
     def is_empty(self) -> bool:
         return self == FilterSpec()
@@ -102,6 +125,7 @@ def to_store_filter(spec: FilterSpec, kinds: Sequence[str] = ()) -> Filter:
     must += _range(PRICE, spec.min_price, spec.max_price, "min_price", "max_price")
     for field in spec.fields:
         must.append(_field(field))
+    must += _places(spec.near, spec.area)
     return Filter(tuple(must))
 
 
@@ -166,3 +190,15 @@ def _field(field: FieldFilter) -> Condition:
     if kinds == {bool} and len(field.values) != 1:
         raise BadFilter(f"Filter on {field.key!r} takes a single true/false value.")
     return Match(field.key, tuple(dict.fromkeys(field.values)))
+
+
+def _places(near: Near | None, area: Area | None) -> list[Condition]:
+    """Geo conditions on the EXIF position (the ``geo`` field, which has a geo index)."""
+    found: list[GeoRadius | GeoBox] = []
+    if near is not None:
+        found.append(GeoRadius(GEO, near.lat, near.lon, near.km))
+    if area is not None:
+        found.append(GeoBox(GEO, area.north, area.west, area.south, area.east))
+    for condition in found:
+        check_geo(condition)  # a bad position is the request's fault: said now, naming the number
+    return list(found)

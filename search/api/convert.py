@@ -15,6 +15,7 @@ from search.api.schemas import (
     FailureOut,
     FiltersIn,
     JobOut,
+    LocationOut,
     MediaOut,
     MomentOut,
     ProductOut,
@@ -30,7 +31,7 @@ from search.engine import SearchRequest, SearchResults
 from search.engine.media import MediaInfo
 from search.engine.results import ResultItem
 from search.errors import MediaError, TooLarge
-from search.filters import FieldFilter, FilterSpec
+from search.filters import Area, FieldFilter, FilterSpec, Near
 from search.moments import Moment
 from search.payload import VIDEO_KINDS, FramePayload, Payload, ProductPayload, SegmentPayload
 from search.query import IdTerm, ImageTerm, Term, TextTerm, UrlTerm, parse_query
@@ -117,6 +118,8 @@ def filter_spec(filters: FiltersIn | None) -> FilterSpec:
         min_price=filters.min_price,
         max_price=filters.max_price,
         fields=tuple(_field(key, value) for key, value in filters.fields.items()),
+        near=Near(filters.near.lat, filters.near.lon, filters.near.km) if filters.near else None,
+        area=Area(filters.area.north, filters.area.west, filters.area.south, filters.area.east) if filters.area else None,
     )
 
 
@@ -183,8 +186,15 @@ def result_out(item: ResultItem, base: str = "") -> ResultOut:
             for c in item.contributions
         ]
         or None,
+        location=location_out(p),
         metadata=p.details(),
     )
+
+
+def location_out(p: Payload | None) -> LocationOut | None:
+    """The payload's geo point (images with an EXIF GPS position), else None."""
+    geo = getattr(p, "geo", None)
+    return LocationOut(lat=geo.lat, lon=geo.lon) if geo is not None else None
 
 
 def _result_thumbnail(item: ResultItem, base: str, moments: list[MomentOut]) -> str:
@@ -246,6 +256,7 @@ def media_out(info: MediaInfo, base: str = "") -> MediaOut:
         source=(p.source if p else None) or (r.source_id if r else None),
         indexed_at=r.indexed_at if r else None,
         product=product_out(p),
+        location=location_out(p),
         metadata={**(r.metadata if r else {}), **(p.details() if p else {})},
     )
 

@@ -94,6 +94,40 @@ def _finite_or_not_a_number(value: Any) -> bool:
         return True
 
 
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
+class NearIn(BaseModel):
+    """Taken within ``km`` kilometres of a place (EXIF GPS position, decimal degrees)."""
+
+    model_config = _STRICT
+    lat: Latitude
+    lon: Longitude
+    km: float = Field(gt=0, le=20_038, allow_inf_nan=False, description="radius in kilometres")
+
+
+class AreaIn(BaseModel):
+    """Taken inside a latitude/longitude box; ``west`` greater than ``east`` crosses the antimeridian."""
+
+    model_config = _STRICT
+    north: Latitude
+    west: Longitude
+    south: Latitude
+    east: Longitude
+
+    @model_validator(mode="after")
+    def _north_of_south(self) -> AreaIn:
+        if self.north < self.south:
+            raise ValueError("north must not be south of south")
+        return self
+
+
+class LocationOut(BaseModel):
+    lat: float
+    lon: float
+
+
 FieldValue = Annotated[Union[StrictStr, Int64, list[StrictStr | Int64], RangeIn], BeforeValidator(_storable)]
 Timestamp = Union[FiniteFloat, datetime]
 
@@ -125,6 +159,8 @@ class FiltersIn(BaseModel):
     min_price: FiniteFloat | None = None
     max_price: FiniteFloat | None = None
     fields: dict[str, FieldValue] = Field(default_factory=dict, max_length=32)
+    near: NearIn | None = Field(None, description="taken near a place (media without a GPS position never match)")
+    area: AreaIn | None = Field(None, description="taken inside a latitude/longitude box")
 
 
 class QueryOptions(BaseModel):
@@ -300,6 +336,7 @@ class ResultOut(BaseModel):
     moments: list[MomentOut] = Field(default_factory=list, description="target=videos: the video's best moments")
     duplicates: list[str] = Field(default_factory=list, description="point ids of near-duplicates collapsed into this one")
     contributions: list[ContributionOut] | None = None
+    location: LocationOut | None = Field(None, description="where it was taken (EXIF GPS), decimal degrees")
     metadata: dict[str, Any] = Field(default_factory=dict, description="other payload fields (EXIF, camera, GPS, …)")
 
 
@@ -344,6 +381,7 @@ class MediaOut(BaseModel):
     source: str | None = None
     indexed_at: datetime | None = None
     product: ProductOut | None = None
+    location: LocationOut | None = Field(None, description="where it was taken (EXIF GPS), decimal degrees")
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -88,7 +88,29 @@ class HasId:
     ids: tuple[str, ...]
 
 
-Condition = Union[Match, Range, HasId]
+@dataclass(frozen=True)
+class GeoRadius:
+    """Geo field within ``km`` kilometres of (``lat``, ``lon``), decimal degrees."""
+
+    key: str
+    lat: float
+    lon: float
+    km: float
+
+
+@dataclass(frozen=True)
+class GeoBox:
+    """Geo field inside the box from its north-west corner (``north``, ``west``) to its
+    south-east corner (``south``, ``east``); ``west > east`` crosses the antimeridian."""
+
+    key: str
+    north: float
+    west: float
+    south: float
+    east: float
+
+
+Condition = Union[Match, Range, HasId, GeoRadius, GeoBox]
 
 
 @dataclass(frozen=True)
@@ -136,6 +158,15 @@ class VectorStore(Protocol):
         with_vectors: bool = False,
     ) -> list[Hit]:
         """Nearest points by cosine similarity, best first."""
+
+    def query_batch(
+        self,
+        vectors: Sequence[Vector],
+        flt: Filter | None = None,
+        limit: int = 10,
+        score_threshold: float | None = None,
+    ) -> list[list[Hit]]:
+        """``query`` for many vectors in one engine call; one hit list per vector, in order."""
 
     def recommend(
         self,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from search.errors import BadQuery, NotFound
-from search.store.base import Filter, HasId, Hit, Match, Vector
+from search.store.base import Filter, GeoBox, GeoRadius, HasId, Hit, Match, Vector
 
 # Values a payload may hold after ``plain_payload``: what JSON (and both engines) can store.
 _SCALARS = (str, int, float, bool, type(None))
@@ -147,6 +147,27 @@ def match_groups(match: Match) -> tuple[list[str], list[int], list[bool]]:
             f"The filter on {match.key!r} can match text, whole numbers or true/false; use a range for decimal numbers."
         )
     return strings, ints, bools
+
+
+def check_geo(condition: GeoRadius | GeoBox) -> None:
+    """Reject a position no engine can place; both backends would fail less clearly."""
+    points = (
+        [(condition.lat, condition.lon)]
+        if isinstance(condition, GeoRadius)
+        else [
+            (condition.north, condition.west),
+            (condition.south, condition.east),
+        ]
+    )
+    for lat, lon in points:
+        if not (math.isfinite(lat) and -90.0 <= lat <= 90.0):
+            raise BadQuery(f"The geo filter on {condition.key!r} has latitude {lat}; it must lie between -90 and 90.")
+        if not (math.isfinite(lon) and -180.0 <= lon <= 180.0):
+            raise BadQuery(f"The geo filter on {condition.key!r} has longitude {lon}; it must lie between -180 and 180.")
+    if isinstance(condition, GeoRadius) and not (math.isfinite(condition.km) and condition.km > 0):
+        raise BadQuery(f"The geo filter on {condition.key!r} has radius {condition.km} km; it must be more than 0.")
+    if isinstance(condition, GeoBox) and condition.north < condition.south:
+        raise BadQuery(f"The geo box on {condition.key!r} has its north edge ({condition.north}) south of its south edge.")
 
 
 def visible(flt: Filter | None) -> Filter:

@@ -7,8 +7,8 @@ from typing import Any
 import qdrant_edge as qe
 
 from search.errors import BadQuery
-from search.store.base import Condition, FieldType, Filter, HasId, Hit, Match, Range
-from search.store.conversions import as_float32, known_ids, match_groups
+from search.store.base import Condition, FieldType, Filter, GeoBox, GeoRadius, HasId, Hit, Match, Range
+from search.store.conversions import as_float32, check_geo, known_ids, match_groups
 
 # Full text: words, lower-cased and ASCII-folded, with BM25 statistics so a TextQuery can rank
 # by it; the same parameters as conversions_server's, so both backends tokenize alike.
@@ -45,6 +45,17 @@ def to_condition(condition: Condition) -> EdgeCondition:
         )
     if isinstance(condition, HasId):
         return qe.HasIdCondition(set(known_ids(condition.ids)))
+    if isinstance(condition, GeoRadius):
+        check_geo(condition)
+        radius = qe.GeoRadius(center=qe.GeoPoint(lon=condition.lon, lat=condition.lat), radius=condition.km * 1000.0)
+        return qe.FieldCondition(condition.key, geo_radius=radius)
+    if isinstance(condition, GeoBox):
+        check_geo(condition)
+        box = qe.GeoBoundingBox(
+            top_left=qe.GeoPoint(lon=condition.west, lat=condition.north),
+            bottom_right=qe.GeoPoint(lon=condition.east, lat=condition.south),
+        )
+        return qe.FieldCondition(condition.key, geo_bounding_box=box)
     raise TypeError(f"Unknown filter condition {condition!r}")
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from qdrant_client import models
 
-from search.store.base import Condition, FieldType, Filter, HasId, Hit, Match, Range
-from search.store.conversions import as_float32, known_ids, match_groups
+from search.store.base import Condition, FieldType, Filter, GeoBox, GeoRadius, HasId, Hit, Match, Range
+from search.store.conversions import as_float32, check_geo, known_ids, match_groups
 
 # Full text as in conversions_edge: words, lower-cased and ASCII-folded, BM25-scorable.
 SCHEMA_TYPES: dict[FieldType, models.PayloadSchemaType | models.TextIndexParams] = {
@@ -46,6 +46,17 @@ def to_condition(condition: Condition) -> ServerCondition:
     if isinstance(condition, HasId):
         ids: list[models.ExtendedPointId] = list(known_ids(condition.ids))
         return models.HasIdCondition(has_id=ids)
+    if isinstance(condition, GeoRadius):
+        check_geo(condition)
+        radius = models.GeoRadius(center=models.GeoPoint(lon=condition.lon, lat=condition.lat), radius=condition.km * 1000.0)
+        return models.FieldCondition(key=condition.key, geo_radius=radius)
+    if isinstance(condition, GeoBox):
+        check_geo(condition)
+        box = models.GeoBoundingBox(
+            top_left=models.GeoPoint(lon=condition.west, lat=condition.north),
+            bottom_right=models.GeoPoint(lon=condition.east, lat=condition.south),
+        )
+        return models.FieldCondition(key=condition.key, geo_bounding_box=box)
     raise TypeError(f"Unknown filter condition {condition!r}")
 
 

@@ -194,6 +194,33 @@ class EdgeStore:
         nearest = qe.Query.Nearest(query_vector(vector, self.dim))
         return self._query(nearest, flt, limit, offset, score_threshold, with_vectors)
 
+    def query_batch(
+        self,
+        vectors: Sequence[Vector],
+        flt: Filter | None = None,
+        limit: int = 10,
+        score_threshold: float | None = None,
+    ) -> list[list[Hit]]:
+        """Many nearest-neighbour queries planned as one batch (they share one pass over the segments)."""
+        check_page(limit)
+        if not vectors:
+            return []
+        edge_filter = to_filter(visible(flt))
+        requests = [
+            qe.QueryRequest(
+                limit=limit,
+                query=qe.Query.Nearest(query_vector(vector, self.dim)),
+                filter=edge_filter,
+                score_threshold=score_threshold,
+                with_payload=True,
+                with_vector=False,
+                params=search_params(self.index),
+            )
+            for vector in vectors
+        ]
+        batch = qe.QueryBatchRequest(requests)
+        return [[to_hit(p) for p in hits] for hits in self._call(lambda shard: shard.query_batch(batch))]
+
     def recommend(
         self,
         positive: Sequence[str],

@@ -149,6 +149,33 @@ class ServerStore:
         nearest = models.NearestQuery(nearest=query_vector(vector, self.dim))
         return self._query(nearest, flt, limit, offset, score_threshold, with_vectors)
 
+    def query_batch(
+        self,
+        vectors: Sequence[Vector],
+        flt: Filter | None = None,
+        limit: int = 10,
+        score_threshold: float | None = None,
+    ) -> list[list[Hit]]:
+        """Many nearest-neighbour queries in one request (the Query API's batch)."""
+        check_page(limit)
+        if not vectors:
+            return []
+        server_filter = to_filter(visible(flt))
+        requests = [
+            models.QueryRequest(
+                query=models.NearestQuery(nearest=query_vector(vector, self.dim)),
+                filter=server_filter,
+                limit=limit,
+                score_threshold=score_threshold,
+                with_payload=True,
+                with_vector=False,
+                params=None if self._serial is not None else self._search_params,
+            )
+            for vector in vectors
+        ]
+        responses = self._call(lambda c: c.query_batch_points(self.collection, requests=requests))
+        return [[to_hit(p) for p in response.points] for response in responses]
+
     def recommend(
         self,
         positive: Sequence[str],
