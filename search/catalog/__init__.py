@@ -4,7 +4,7 @@ Open one with ``Catalog.open(settings.resolved_catalog_url)`` and pass it down; 
 frozen records (``types.py``) and raises ``search.errors`` types.
 """
 
-from .catalog import Catalog, CatalogClosed, CatalogUnavailable, clean_json, source_id
+from .catalog import Catalog, CatalogClosed, CatalogUnavailable, MediaWrite, clean_json, record_is_unchanged, source_id
 from .migrations import SCHEMA_VERSION, ensure_schema
 from .types import (
     JOB_STATUSES,
@@ -36,9 +36,11 @@ __all__ = [
     "MediaKind",
     "MediaRecord",
     "MediaStatus",
+    "MediaWrite",
     "SourceKind",
     "SourceRecord",
     "clean_json",
     "ensure_schema",
+    "record_is_unchanged",
     "source_id",
 ]

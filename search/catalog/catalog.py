@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +49,48 @@ from .types import (
 MTIME_TOLERANCE_S = 1e-6  # float seconds survive both databases exactly; allow rounding noise
 _STATUSES_WITH_REASON = ("failed", "partial")  # nothing fails, or stops half-way, silently
 _ID_CHUNK = 500  # ids per IN (…) list, far below SQLite's and PostgreSQL's parameter limits
+_JOB_COUNTERS = ("discovered", "indexed", "skipped", "failed")
+# nullable media columns a write leaves alone when it gives None: COALESCE(new, stored)
+_KEPT_WHEN_NONE = (
+    "source_id",
+    "content_hash",
+    "size_bytes",
+    "mtime",
+    "width",
+    "height",
+    "duration",
+    "thumbnail",
+    "model",
+    "job_id",
+    "indexed_at",
+)
 _SOURCE_NAMESPACE = uuid.UUID("0b8e3a5c-63a1-5f0e-8d7b-2f4c9a1e6d30")
+
+
+@dataclass(frozen=True)
+class MediaWrite:
+    """One item's row as a group write leaves it (``Catalog.write_media``, ``Catalog.commit_outcomes``).
+
+    The fields mean what ``upsert_media`` and ``set_media_status`` take: ``status`` and ``error``
+    are always written, None elsewhere keeps the stored value, ``metadata`` merges key by key.
+    """
+
+    uri: str
+    kind: MediaKind
+    status: MediaStatus = "pending"
+    error: str | None = None
+    source_id: str | None = None
+    content_hash: str | None = None
+    size_bytes: int | None = None
+    mtime: float | None = None
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    thumbnail: str | None = None
+    model: str | None = None
+    job_id: str | None = None
+    point_count: int | None = None
+    metadata: dict[str, Any] | None = None
 
 
 class CatalogUnavailable(StoreUnavailable):
@@ -201,6 +242,11 @@ class Catalog:
                     found[row.id] = _media_record(row)
         return found
 
+    def media_by_uris(self, uris: Iterable[str]) -> dict[str, MediaRecord]:
+        """Records of many URIs keyed by URI, one query per 500 (a rescan's lookups); unknown URIs absent."""
+        wanted = {media_id(uri): uri for uri in uris}
+        return {r.uri: r for mid, r in self.get_media_many(wanted).items() if r.uri == wanted[mid]}
+
     def upsert_media(
         self,
         uri: str,
@@ -300,6 +346,18 @@ class Catalog:
             _update_media(conn, media_id, values, metadata, utcnow())
             return _media(conn, media_id)
 
+    def write_media(self, writes: Sequence[MediaWrite]) -> dict[str, int]:
+        """Insert or update many items in one transaction, a few statements whatever their number.
+
+        Each ``MediaWrite`` does what ``upsert_media`` followed by ``set_media_status`` would
+        (see its docstring). Returns every written item's ``point_count`` by media id, so a
+        caller knows which items already had points without reading them again.
+        """
+        if not writes:
+            return {}
+        with self._write() as conn:
+            return _write_media_rows(conn, writes, utcnow())
+
     def media_for_source(self, source_id: str, status: MediaStatus | None = None) -> list[MediaRecord]:
         """Items of one source, optionally in one status, in URI order ([] for unknown ids)."""
         stmt = select(media).where(media.c.source_id == source_id).order_by(media.c.uri)
@@ -357,14 +415,7 @@ class Catalog:
         it was indexed with. Failed items are never unchanged: a retry is cheap and lets a
         fixed decoder or a grown size limit take effect.
         """
-        record = self.get_media_by_uri(uri)
-        if record is None or record.status != "indexed":
-            return False
-        if model is not None and record.model != model:
-            return False
-        if content_hash is not None and record.content_hash != content_hash:
-            return False
-        return record.size_bytes == size and _same_mtime(record.mtime, mtime)
+        return record_is_unchanged(self.get_media_by_uri(uri), size, mtime, content_hash, model=model)
 
     def counts_by_kind_and_status(self) -> dict[str, dict[str, int]]:
         """``{"image": {"indexed": 10, "failed": 1}, …}`` for /stats; absent pairs are zero."""
@@ -493,18 +544,8 @@ class Catalog:
         """Atomically add to the counters (``SET n = n + :d`` in SQL, so concurrent workers in
         any number of processes never lose an update) and return the job as it now stands."""
         deltas = dict(discovered=discovered, indexed=indexed, skipped=skipped, failed=failed)
-        for name, delta in deltas.items():
-            if delta < 0:
-                raise ValueError(f"job counter {name} can only grow, got {delta}")
-        values = {name: jobs.c[name] + delta for name, delta in deltas.items() if delta}
         with self._write() as conn:
-            if values:
-                stmt = update(jobs).where(jobs.c.id == job_id).values(values).returning(*jobs.c)
-                row = conn.execute(stmt).one_or_none()
-                if row is None:
-                    raise NotFound(f"no job with id {job_id!r}")
-                return JobRecord(**row._mapping)
-            return _job(conn, job_id)
+            return _add_counts(conn, job_id, deltas)
 
     def record_failure(self, job_id: str, uri: str, reason: str) -> FailureRecord:
         """Keep why one item was lost. Counters are separate: also call ``add_to_job(failed=1)``."""
@@ -514,6 +555,32 @@ class Catalog:
             row = {"job_id": job_id, "uri": uri, "reason": reason, "at": utcnow()}
             stmt = job_failures.insert().values(row).returning(*job_failures.c)
             return FailureRecord(**conn.execute(stmt).one()._mapping)
+
+    def commit_outcomes(
+        self,
+        job_id: str,
+        counts: dict[str, int],
+        failures: Sequence[tuple[str, str]] = (),
+        writes: Sequence[MediaWrite] = (),
+    ) -> JobRecord:
+        """One transaction for a group of ingest outcomes: the job's counters (as ``add_to_job``),
+        the failure list's new ``(uri, reason)`` rows and the items' rows (as ``write_media``).
+
+        All or nothing, so the counting rule of ``ingest.stages.record`` (counted before marked
+        done) holds trivially. Returns the job as it now stands.
+        """
+        now = utcnow()
+        for uri, reason in failures:
+            _check_text("failure reason", reason)
+            _check_text("failure uri", uri)
+        with self._write() as conn:
+            job = _add_counts(conn, job_id, counts)
+            if failures:
+                rows = [{"job_id": job_id, "uri": uri, "reason": reason, "at": now} for uri, reason in failures]
+                conn.execute(job_failures.insert().values(rows))
+            if writes:
+                _write_media_rows(conn, writes, now)
+            return job
 
     def job_failures(self, job_id: str, limit: int | None = None) -> list[FailureRecord]:
         """Failures of a job in the order they happened; raises NotFound for an unknown job."""
@@ -545,6 +612,22 @@ def _media(conn: Connection, mid: str) -> MediaRecord:
 
 def _job(conn: Connection, job_id: str) -> JobRecord:
     row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"no job with id {job_id!r}")
+    return JobRecord(**row._mapping)
+
+
+def _add_counts(conn: Connection, job_id: str, deltas: dict[str, int]) -> JobRecord:
+    """Add to a job's counters in SQL (``SET n = n + :d``); the job as it then stands."""
+    for name, delta in deltas.items():
+        if name not in _JOB_COUNTERS:
+            raise ValueError(f"unknown job counter {name!r}; expected one of {', '.join(_JOB_COUNTERS)}")
+        if delta < 0:
+            raise ValueError(f"job counter {name} can only grow, got {delta}")
+    values = {name: jobs.c[name] + delta for name, delta in deltas.items() if delta}
+    if not values:
+        return _job(conn, job_id)
+    row = conn.execute(update(jobs).where(jobs.c.id == job_id).values(values).returning(*jobs.c)).one_or_none()
     if row is None:
         raise NotFound(f"no job with id {job_id!r}")
     return JobRecord(**row._mapping)
@@ -595,6 +678,90 @@ def _update_media(
     result = conn.execute(update(media).where(media.c.id == mid).values(updated_at=now, **values))
     if result.rowcount == 0:
         raise NotFound(f"no media item with id {mid!r}")
+
+
+def _write_media_rows(conn: Connection, writes: Sequence[MediaWrite], now: datetime) -> dict[str, int]:
+    """``Catalog.write_media`` inside the caller's transaction.
+
+    One multi-row ``INSERT … ON CONFLICT (id) DO UPDATE`` per shape (whether the rows carry a
+    point count, and metadata) and per 500 rows, plus one locked read of the stored metadata
+    the new keys merge into. Nullable columns take ``COALESCE(new, stored)``, so None keeps
+    what is stored. An id met twice goes into a later round: one statement may not update a
+    row twice on PostgreSQL.
+    """
+    rows = [_media_values(write, now) for write in writes]
+    _merge_stored_metadata(conn, [r for r in rows if r["metadata"] is not None])
+    counts: dict[str, int] = {}
+    for batch in _rounds(rows):
+        shapes: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
+        for row in batch:
+            shapes.setdefault((row["point_count"] is not None, row["metadata"] is not None), []).append(row)
+        for (has_count, has_metadata), members in shapes.items():
+            for start in range(0, len(members), _ID_CHUNK):
+                chunk = members[start : start + _ID_CHUNK]
+                counts.update(_upsert_media_rows(conn, chunk, has_count, has_metadata))
+    return counts
+
+
+def _media_values(write: MediaWrite, now: datetime) -> dict[str, Any]:
+    """The full row for one write, validated as ``upsert_media`` validates its arguments."""
+    _check_text("media uri", write.uri)
+    _check_choice("media kind", write.kind, MEDIA_KINDS)
+    if write.point_count is not None and write.point_count < 0:
+        raise ValueError(f"point_count must be >= 0, got {write.point_count}")
+    state = _status_values(write.status, write.error)
+    return {
+        "id": media_id(write.uri),
+        "uri": write.uri,
+        "kind": write.kind,
+        **{name: getattr(write, name) for name in _KEPT_WHEN_NONE if name != "indexed_at"},
+        "indexed_at": None,
+        **state,
+        "point_count": write.point_count,
+        "metadata": None if write.metadata is None else clean_json(write.metadata),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _merge_stored_metadata(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Give each row's new metadata keys the stored ones they do not replace (read under a row lock)."""
+    stored: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(list(dict.fromkeys(r["id"] for r in rows)), _ID_CHUNK):
+        stmt = select(media.c.id, media.c["metadata"]).where(media.c.id.in_(chunk)).with_for_update()
+        stored.update({mid: value for mid, value in conn.execute(stmt)})
+    for row in rows:  # in order: a later write of the same item merges into the earlier one
+        merged = {**stored.get(row["id"], {}), **row["metadata"]}
+        stored[row["id"]] = row["metadata"] = merged
+
+
+def _rounds(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """``rows`` cut into consecutive runs in which no id appears twice."""
+    batch: list[dict[str, Any]] = []
+    ids: set[str] = set()
+    for row in rows:
+        if row["id"] in ids:
+            yield batch
+            batch, ids = [], set()
+        batch.append(row)
+        ids.add(row["id"])
+    if batch:
+        yield batch
+
+
+def _upsert_media_rows(conn: Connection, rows: list[dict[str, Any]], has_count: bool, has_metadata: bool) -> dict[str, int]:
+    values = [{**r, "point_count": r["point_count"] or 0, "metadata": r["metadata"] or {}} for r in rows]
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(media).values(values)
+    new = stmt.excluded
+    changes: dict[str, Any] = {name: new[name] for name in ("kind", "status", "error", "updated_at")}
+    changes.update({name: func.coalesce(new[name], media.c[name]) for name in _KEPT_WHEN_NONE})
+    if has_count:
+        changes["point_count"] = new.point_count
+    if has_metadata:
+        changes["metadata"] = new["metadata"]
+    upsert = stmt.on_conflict_do_update(index_elements=[media.c.id], set_=changes)
+    return {mid: count for mid, count in conn.execute(upsert.returning(media.c.id, media.c.point_count))}
 
 
 def _insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
@@ -648,6 +815,24 @@ def _check_choice(what: str, value: str, allowed: Sequence[str]) -> None:
 def _check_text(what: str, value: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} must be a non-empty string")
+
+
+def record_is_unchanged(
+    record: MediaRecord | None,
+    size: int | None,
+    mtime: float | None,
+    content_hash: str | None = None,
+    *,
+    model: str | None = None,
+) -> bool:
+    """``Catalog.is_unchanged`` on a record already read (discovery reads many at once)."""
+    if record is None or record.status != "indexed":
+        return False
+    if model is not None and record.model != model:
+        return False
+    if content_hash is not None and record.content_hash != content_hash:
+        return False
+    return record.size_bytes == size and _same_mtime(record.mtime, mtime)
 
 
 def _same_mtime(stored: float | None, given: float | None) -> bool:
