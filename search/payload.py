@@ -120,39 +120,60 @@ class PointPayload:
 
     @classmethod
     def from_payload(cls: type[P], data: Mapping[str, Any]) -> P:
-        """Read a stored payload as this kind, tolerantly: a missing or mistyped value becomes
-        None (or empty for required fields), unknown keys go to ``extra``, derived fields are
+        """Read a stored payload as this kind: keys outside the contract go to ``extra``, a
+        missing field reads as None (or empty, for a required one), derived fields are
         recomputed rather than trusted.
 
-        Search reads hundreds of payloads per query, so values of the declared type are taken
-        as they are and the object is filled without ``__init__`` (every value has been read
-        by its field's reader, which is what ``__init__`` would otherwise be trusted to get).
+        Values are taken as stored, without a check per field: search reads hundreds of
+        payloads per query, and stored payloads are well-typed, since this module's
+        constructors check every value and opening a collection of an older schema version
+        normalises its points (``from_untrusted``, run by ``search.store.schema``).
         """
         spec = cls._spec
-        state = dict(spec.defaults)
-        extra: dict[str, Any] = {}
-        for key, value in data.items():
-            exact = spec.exact.get(key)
-            if exact is not None and type(value) is exact:
-                state[key] = value
-            elif key in spec.readers:
-                state[key] = spec.readers[key](value)
-            elif key not in spec.skipped:
-                extra[key] = value
-        for name, empty in spec.required.items():
-            if state[name] is None:
-                state[name] = empty
+        state = dict(data)
+        extra = {key: state.pop(key) for key in state.keys() - spec.own} if not state.keys() <= spec.own else {}
+        state["kind"] = spec.kind
+        for name in spec.derived:
+            state.pop(name, None)
+        for name in spec.tuples:  # stored as lists
+            if name in state:
+                state[name] = _read_strs(state[name])
         state["extra"] = extra
         point = object.__new__(cls)
-        point.__dict__.update(state)
+        object.__setattr__(point, "__dict__", state)  # absent fields read their class-level default
         point._derive()
         return point
 
-    def _derive(self) -> None:
-        """Compute the derived fields from the others (none at this level)."""
+    @classmethod
+    def from_untrusted(cls: type[P], data: Mapping[str, Any]) -> P:
+        """Read a payload of unknown quality (an older collection, another writer) through the
+        constructor: a mistyped value becomes None, or empty for a required field."""
+        spec = cls._spec
+        values = {key: value for key, value in data.items() if key in spec.readers}
+        extra = {key: value for key, value in data.items() if key not in spec.own}
+        for name, empty in spec.required.items():
+            values.setdefault(name, empty)
+        return cls(**values, extra=extra)
 
     def __post_init__(self) -> None:
+        """Every field holds a value of its declared type: what ``from_payload`` relies on.
+        An ``extra`` key naming a field of this kind fills that field when it is empty."""
+        spec = self._spec
+        extra = dict(self.extra)
+        for name in extra.keys() & spec.own:
+            value = extra.pop(name)
+            if name in spec.readers and getattr(self, name) in (None, ()):
+                object.__setattr__(self, name, value)
+        for name, read in spec.readers.items():
+            value = getattr(self, name)
+            if (name, type(value)) not in spec.plain:
+                fixed = read(value)
+                object.__setattr__(self, name, spec.required[name] if fixed is None and name in spec.required else fixed)
+        object.__setattr__(self, "extra", extra)
         self._derive()
+
+    def _derive(self) -> None:
+        """Compute the derived fields from the others (none at this level)."""
 
     def details(self) -> dict[str, Any]:
         """What the API shows as ``metadata``: fields with no first-class place in a result."""
@@ -245,6 +266,13 @@ def read_payload(data: Mapping[str, Any]) -> Payload | None:
     return None if cls is None else cls.from_payload(data)  # type: ignore[return-value]
 
 
+def normalise_payload(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``data`` as this version writes it: values checked, derived fields computed (None if
+    the point is not ours). What a migration sets on points of an older collection."""
+    cls = _KINDS.get(str(data.get("kind")))
+    return None if cls is None else cls.from_untrusted(data).to_payload()
+
+
 def kind_of(data: Mapping[str, Any]) -> str:
     """A stored payload's kind without parsing the rest ("" when it has none)."""
     kind = data.get("kind")
@@ -333,39 +361,45 @@ def _stored(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class _Spec:
-    """Per kind, precomputed once: how to read each key and which fields are written."""
+    """Per kind, precomputed once: its fields, how each is checked, and what is written."""
 
-    readers: Mapping[str, Callable[[Any], Any]]
-    exact: Mapping[str, type]  # values of this type are taken as they are
-    defaults: Mapping[str, Any]  # every field's value when the payload lacks it
-    required: Mapping[str, Any]  # init fields without a default → their empty value
-    skipped: frozenset[str]  # keys never read: the kind and derived fields
+    kind: str
+    own: frozenset[str]  # every contract field of the kind (``extra`` holds the other keys)
+    readers: Mapping[str, Callable[[Any], Any]]  # constructor fields → their reader
+    plain: frozenset[tuple[str, type]]  # (field, value type) pairs a field may hold as they are
+    required: Mapping[str, Any]  # constructor fields without a default → their empty value
+    derived: tuple[str, ...]  # computed by ``_derive``, never read back
+    tuples: tuple[str, ...]  # tuple fields, which JSON stores as lists
     written: tuple[str, ...]  # contract fields in to_payload order
 
 
 def _spec(cls: type[PointPayload]) -> _Spec:
     hints = typing.get_type_hints(cls)
     readers: dict[str, Callable[[Any], Any]] = {}
-    exact: dict[str, type] = {}
-    defaults: dict[str, Any] = {}
+    plain: set[tuple[str, type]] = set()
     required: dict[str, Any] = {}
-    skipped = {"kind"}
-    written: list[str] = []
-    for f in dataclasses.fields(cls):
-        if f.name == "extra":
-            continue
-        written.append(f.name)
-        defaults[f.name] = None if f.default is dataclasses.MISSING else f.default
+    contract = [f for f in dataclasses.fields(cls) if f.name != "extra"]
+    for f in contract:
         if not f.init:
-            skipped.add(f.name)
             continue
-        reader, plain, empty = _READERS[hints[f.name]]
+        reader, exact, empty = _READERS[hints[f.name]]
         readers[f.name] = reader
-        if plain is not None:
-            exact[f.name] = plain
+        if exact is not None:
+            plain.add((f.name, exact))
         if f.default is dataclasses.MISSING:
             required[f.name] = empty
-    return _Spec(readers, exact, defaults, required, frozenset(skipped), tuple(written))
+        else:
+            plain.add((f.name, type(f.default)))  # the default itself: None, or () for tuples
+    return _Spec(
+        kind=cls.kind,
+        own=frozenset(f.name for f in contract),
+        readers=readers,
+        plain=frozenset(plain),
+        required=required,
+        derived=tuple(f.name for f in contract if f.metadata.get(_DERIVED)),
+        tuples=tuple(f.name for f in contract if hints[f.name] == tuple[str, ...]),
+        written=tuple(f.name for f in contract),
+    )
 
 
 def _declared_indexes() -> dict[str, FieldType]:
@@ -384,6 +418,8 @@ def _declared_indexes() -> dict[str, FieldType]:
 _ALL_CLASSES: tuple[type[PointPayload], ...] = (PointPayload, *_CLASSES)
 for _cls in _ALL_CLASSES:
     _cls._spec = _spec(_cls)
+    for _name, _empty in _cls._spec.required.items():
+        setattr(_cls, _name, _empty)  # what ``from_payload`` reads for a required field it lacks
 
 INDEXED_FIELDS: Mapping[str, FieldType] = _declared_indexes()
 FIELD_NAMES: frozenset[str] = frozenset(f.name for cls in _KINDS.values() for f in dataclasses.fields(cls) if f.name != "extra")

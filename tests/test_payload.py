@@ -222,12 +222,46 @@ def test_fields_outside_the_contract_travel_in_extra_and_are_written_back() -> N
     assert parsed.details() == {"subtitle_lang": "ja", "written_by": {"tool": "x"}}
 
 
-def test_reading_is_tolerant_of_missing_and_mistyped_values() -> None:
-    parsed = parse_payload({"kind": "frame", "video_id": "v1", "t": 2, "width": "wide", "height": 64.0, "dirs": "/a"})
+def test_a_missing_field_reads_as_empty_and_a_stored_list_as_a_tuple() -> None:
+    parsed = parse_payload({"kind": "frame", "video_id": "v1", "t": 2.0, "dirs": ["/a"]})
     assert isinstance(parsed, FramePayload)
-    assert (parsed.t, parsed.width, parsed.height, parsed.dirs) == (2.0, None, 64, ("/a",))
+    assert (parsed.t, parsed.width, parsed.dirs, parsed.thumb) == (2.0, None, ("/a",), None)
     assert (parsed.media_id, parsed.uri, parsed.taken_at) == ("", "", None)
-    assert parse_payload({"kind": "image", "size_bytes": True, "taken_at": np.nan}).size_bytes is None
+
+
+def test_constructors_check_every_value_so_stored_payloads_are_well_typed() -> None:
+    product = ProductPayload(
+        **{**ORIGIN, "width": True, "size_bytes": 12.0},
+        product_id="P1",
+        price=3,
+        extra={"camera": 42, "colour": "red"},
+    )
+    assert (product.width, product.size_bytes, product.price) == (None, 12, 3.0)
+    assert product.camera == "42" and product.extra == {"colour": "red"}, "a column named like a field fills it"
+    with_title = ProductPayload(**ORIGIN, product_id="P1", title="Named", extra={"title": "column"})
+    assert with_title.title == "Named" and "title" not in with_title.extra
+
+
+def test_an_untrusted_payload_is_read_through_the_checks() -> None:
+    untrusted = {"kind": "frame", "video_id": "v1", "t": 2, "width": "wide", "height": 64.0, "dirs": "/a", "zz": 1}
+    parsed = FramePayload.from_untrusted(untrusted)
+    assert (parsed.t, parsed.width, parsed.height, parsed.dirs, parsed.extra) == (2.0, None, 64, ("/a",), {"zz": 1})
+    assert contract.normalise_payload(untrusted) == {
+        "kind": "frame",
+        "video_id": "v1",
+        "t": 2.0,
+        "height": 64,
+        "dirs": ["/a"],
+        "zz": 1,
+    } | {
+        "media_id": "",
+        "source": "",
+        "uri": "",
+        "name": "",
+        "model": "",
+    }
+    assert contract.normalise_payload({"kind": "video"}) is None
+    assert parse_payload({"kind": "image", "size_bytes": True, "taken_at": np.nan}).to_payload()["kind"] == "image"
 
 
 def test_a_payload_that_is_not_ours_is_refused_by_parse_and_skipped_by_read() -> None:

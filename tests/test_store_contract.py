@@ -717,7 +717,8 @@ def _unversioned_points() -> list[Point]:
     frame = {**base, "kind": "frame", "t": 1.0, "thumb": "v/1.webp"}
     segment = {**base, "kind": "segment", "t_start": 0.0, "t_end": 4.0, "n_frames": 4, "thumb": "v/0.webp"}
     foreign = {"note": "written by another tool"}
-    payloads = [photo, plain, product, frame, segment, foreign]
+    mistyped = {**plain, "media_id": media_id("file:///photos/odd.jpg"), "width": "640 px"}
+    payloads = [photo, plain, product, frame, segment, foreign, mistyped]
     return [Point(CORPUS.ids[i], CORPUS.points[i].vector, p) for i, p in enumerate(payloads)]
 
 
@@ -739,6 +740,8 @@ def test_a_collection_in_the_unversioned_layout_is_migrated_on_open(backend: str
         assert got[points[2].id] == {**points[2].payload, "geo": geo}
         for unchanged in (1, 3, 4, 5):  # no position, video points, a point that is not ours
             assert got[points[unchanged].id] == points[unchanged].payload
+        cleared = {k: v for k, v in points[6].payload.items() if k != "width"}
+        assert got[points[6].id] == cleared, "a value the contract cannot read is cleared (both engines drop a null)"
         assert store.count() == len(points) and store.count(Filter((Match("brand", ("Acme",)),))) == 1
         _assert_same_ranking(_pairs(store.query(QUERIES[0], limit=3)), CORPUS.nearest(QUERIES[0], _first(len(points), 0))[:3])
         again = ensure_schema(store)  # a second open finds nothing to do

@@ -11,9 +11,10 @@ Opening a collection (``ensure_schema``, called by ``open_store``):
 
 - new and empty: its indexes are created and the current version recorded;
 - older (no record means version 1, the layout before versioning): missing payload indexes are
-  created, derived fields are back-filled by scrolling every point and setting what
-  ``parse_payload(old).to_payload()`` adds, then the new version is recorded. Nothing is
-  re-embedded and no field is removed; a migration stopped half-way is redone on the next open;
+  created, every point is brought to the current layout by scrolling and setting what
+  ``normalise_payload`` changes (derived fields back-filled, mistyped values corrected), then
+  the new version is recorded. Nothing is re-embedded and no key outside the contract is
+  touched; a migration stopped half-way is redone on the next open;
 - newer than this code knows: refused with a ConfigError saying what to do.
 """
 
@@ -24,15 +25,13 @@ from dataclasses import dataclass
 
 from search.errors import ConfigError
 from search.payload import (
-    DERIVED_FIELDS,
+    FIELD_NAMES,
     INDEXED_FIELDS,
-    KINDS,
     SCHEMA_HISTORY,
     SCHEMA_VERSION,
     CollectionRecord,
     PayloadError,
-    kind_of,
-    parse_payload,
+    normalise_payload,
 )
 from search.store.base import VectorStore
 
@@ -49,7 +48,7 @@ class SchemaCheck:
     found: int  # the version the collection had (the current one for a new collection)
     version: int  # the version it has now
     indexed: tuple[str, ...]  # payload indexes created
-    backfilled: int  # points whose derived fields were written
+    backfilled: int  # points rewritten to the current layout
 
 
 def ensure_schema(store: VectorStore) -> SchemaCheck:
@@ -72,7 +71,7 @@ def ensure_schema(store: VectorStore) -> SchemaCheck:
             SCHEMA_VERSION,
             "; ".join(SCHEMA_HISTORY[v] for v in range(found + 1, SCHEMA_VERSION + 1)),
         )
-        backfilled = backfill_derived_fields(store)
+        backfilled = normalise_points(store)
     if found < SCHEMA_VERSION or not recorded:
         store.write_record(CollectionRecord(SCHEMA_VERSION).to_payload())
     return SchemaCheck(found, SCHEMA_VERSION, indexed, backfilled)
@@ -84,18 +83,21 @@ def schema_version(store: VectorStore) -> int | None:
     return found if recorded else None
 
 
-def backfill_derived_fields(store: VectorStore) -> int:
-    """Scroll every point of a known kind and set the derived fields it lacks or holds stale."""
+def normalise_points(store: VectorStore) -> int:
+    """Scroll every point of a known kind and set the contract fields whose current form
+    differs from what is stored (a field whose value cannot be read is set to null)."""
     updated = 0
     cursor: str | None = None
     while True:
         page = store.scroll(limit=_PAGE, offset=cursor)
         updates = {}
         for hit in page.hits:
-            if kind_of(hit.payload) not in KINDS:
+            fresh = normalise_payload(hit.payload)
+            if fresh is None:
                 continue  # not one of ours: left as it is
-            fresh = parse_payload(hit.payload).to_payload()
-            changed = {name: fresh[name] for name in DERIVED_FIELDS & fresh.keys() if hit.payload.get(name) != fresh[name]}
+            stored = hit.payload
+            changed = {name: value for name, value in fresh.items() if name in FIELD_NAMES and stored.get(name) != value}
+            changed |= {name: None for name in FIELD_NAMES & stored.keys() - fresh.keys() if stored[name] not in (None, [])}
             if changed:
                 updates[hit.id] = changed
         if updates:
