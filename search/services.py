@@ -92,3 +92,29 @@ class IngestLauncher(Protocol):
     """
 
     def __call__(self, request: IngestRequest) -> str: ...
+
+
+@dataclass(frozen=True)
+class WatchedFolder:
+    """A folder kept indexed by the watcher, and how it is doing (what ``GET /sources`` shows)."""
+
+    id: str  # the catalog's source id of the folder
+    path: str
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    state: str = "starting"  # starting | watching | scanning | missing | empty
+    detail: str = ""  # why a folder is missing or empty, or what the last rescan did
+    last_job: str | None = None
+
+
+class WatchControl(Protocol):
+    """Adds, lists and removes watched folders of the process that owns the store.
+
+    The API receives one from the composition root, as it does an ``IngestLauncher``.
+    """
+
+    def watched(self) -> list[WatchedFolder]: ...
+
+    def watch(self, path: str, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> WatchedFolder: ...
+
+    def unwatch(self, source_id: str) -> bool: ...

@@ -57,6 +57,12 @@ class IngestSettings(BaseModel):
     exclude: list[str] = Field(
         default_factory=list, description="globs every folder ingest applies as --exclude: '*/cache/*', 'tmp_*'"
     )
+    watch_debounce: float = Field(
+        2.0, gt=0, le=3600, description="seconds a watched folder must be quiet after a change before it is rescanned"
+    )
+    watch_rescan_interval: float = Field(
+        3600.0, ge=0, description="seconds between full rescans of a watched folder, a safety net for missed events; 0: never"
+    )
     follow_symlinks: bool = Field(
         False,
         description="follow symbolic links that lead outside the ingested folder (links inside it are always followed)",

@@ -1,0 +1,156 @@
+"""Folder watching with a real watchdog observer on real folders, rescans through the real pipeline.
+
+Each test starts a ``FolderWatcher`` in its background thread over a tmp folder; rescans run
+``run_ingest`` in-process, as ``mmsearch watch`` does. Waits poll the catalog with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ingest.jobs import run_ingest
+from ingest.watch import FolderWatcher, WatchRegistry
+from search.api import create_app
+from search.embedder import Embedder, load_embedder
+from search.ids import media_id
+from search.services import IngestRequest, Services
+from tests._ingest_support import SharedModelServices, base_settings, file_uri, make_image
+
+DEADLINE = 30.0  # seconds; a rescan of a few files takes well under one on an idle machine
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    return load_embedder(base_settings(tmp_path_factory.mktemp("model")))
+
+
+@pytest.fixture()
+def services(tmp_path: Path, embedder: Embedder) -> Iterator[Services]:
+    settings = base_settings(tmp_path / "data", ingest={"watch_debounce": 0.3, "watch_rescan_interval": 0})
+    held = SharedModelServices(settings, embedder)
+    yield held
+    held.close()
+
+
+@pytest.fixture()
+def watcher(services: Services) -> Iterator[FolderWatcher]:
+    def rescan(request: IngestRequest) -> str:
+        return run_ingest(services, request).id
+
+    running = FolderWatcher(services.settings, services.catalog, rescan).start()
+    yield running
+    running.close()
+
+
+def wait_for(what: str, check: Callable[[], bool]) -> float:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > DEADLINE:
+            raise AssertionError(f"not within {DEADLINE:.0f} s: {what}")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def status_of(services: Services, path: Path) -> str | None:
+    record = services.catalog.get_media_by_uri(file_uri(path))
+    return record.status if record is not None else None
+
+
+def state_of(watcher: FolderWatcher) -> str:
+    return watcher.watched()[0].state
+
+
+def test_new_changed_and_deleted_files_follow_the_folder(tmp_path: Path, services: Services, watcher: FolderWatcher) -> None:
+    folder = tmp_path / "photos"
+    make_image(folder / "first.jpg", "red")
+    watcher.watch(str(folder))
+    wait_for("the first scan indexes first.jpg", lambda: status_of(services, folder / "first.jpg") == "indexed")
+
+    new = make_image(folder / "trip" / "new.jpg", "blue")
+    took = wait_for("a new file is indexed", lambda: status_of(services, new) == "indexed")
+    print(f"new file indexed {took:.1f} s after it was written")
+
+    before = services.catalog.get_media_by_uri(file_uri(new))
+    assert before is not None
+    make_image(new, "green", (120, 90))
+    os.utime(new, (time.time() + 5, time.time() + 5))  # a distinct mtime even on a coarse clock
+    wait_for(
+        "a changed file is indexed again",
+        lambda: (
+            (r := services.catalog.get_media_by_uri(file_uri(new))) is not None
+            and r.size_bytes != before.size_bytes
+            and r.status == "indexed"
+        ),
+    )
+
+    (folder / "first.jpg").unlink()
+    wait_for("a deleted file is removed", lambda: status_of(services, folder / "first.jpg") == "deleted")
+    with TestClient(create_app(services.settings, services=services)) as client:
+        assert client.get(f"/media/{media_id(file_uri(folder / 'first.jpg'))}").status_code == 404
+        assert client.get(f"/media/{media_id(file_uri(new))}").status_code == 200
+
+
+def test_non_media_changes_start_no_rescan(tmp_path: Path, services: Services, watcher: FolderWatcher) -> None:
+    folder = tmp_path / "photos"
+    make_image(folder / "a.jpg", "red")
+    watcher.watch(str(folder))
+    wait_for("the first scan", lambda: status_of(services, folder / "a.jpg") == "indexed")
+    wait_for("the first rescan settles", lambda: state_of(watcher) == "watching")
+    jobs = len(services.catalog.list_jobs(limit=100))
+    (folder / "notes.txt").write_text("shopping list")
+    time.sleep(1.5)
+    assert len(services.catalog.list_jobs(limit=100)) == jobs
+
+
+def test_a_removed_and_recreated_folder_keeps_working(tmp_path: Path, services: Services, watcher: FolderWatcher) -> None:
+    folder = tmp_path / "card"
+    make_image(folder / "a.jpg", "red")
+    watcher.watch(str(folder))
+    wait_for("the first scan", lambda: status_of(services, folder / "a.jpg") == "indexed")
+
+    shutil.rmtree(folder)
+    wait_for("the folder is reported missing", lambda: state_of(watcher) == "missing")
+    assert "missing" in watcher.watched()[0].detail
+    assert status_of(services, folder / "a.jpg") == "indexed", "a missing folder is not a deletion"
+
+    make_image(folder / "b.jpg", "blue")  # the folder comes back (a remount) with other files
+    wait_for("a file in the re-created folder is indexed", lambda: status_of(services, folder / "b.jpg") == "indexed")
+    wait_for("what the folder lost is removed", lambda: status_of(services, folder / "a.jpg") == "deleted")
+    later = make_image(folder / "c.jpg", "green")
+    wait_for("events work on the re-created folder", lambda: status_of(services, later) == "indexed")
+
+
+def test_an_empty_folder_with_indexed_items_looks_unmounted_and_loses_nothing(
+    tmp_path: Path, services: Services, watcher: FolderWatcher
+) -> None:
+    folder = tmp_path / "mnt"
+    make_image(folder / "a.jpg", "red")
+    watcher.watch(str(folder))
+    wait_for("the first scan", lambda: status_of(services, folder / "a.jpg") == "indexed")
+    (folder / "a.jpg").unlink()  # what an unmount looks like from inside: the mount point is empty
+    wait_for("the empty folder is reported", lambda: state_of(watcher) == "empty")
+    assert status_of(services, folder / "a.jpg") == "indexed"
+    make_image(folder / "b.jpg", "blue")
+    wait_for("files appearing again are indexed", lambda: status_of(services, folder / "b.jpg") == "indexed")
+
+
+def test_registry_keeps_watched_folders_with_their_excludes(tmp_path: Path) -> None:
+    registry = WatchRegistry(tmp_path / "watched.json")
+    settings = base_settings(tmp_path / "data")
+    services = Services(settings)
+    try:
+        first = FolderWatcher(settings, services.catalog, lambda r: "", registry=registry)
+        added = first.watch(str(tmp_path / "photos"), exclude=["*.png"])
+        again = FolderWatcher(settings, services.catalog, lambda r: "", registry=registry)
+        assert [(f.id, f.path, f.exclude) for f in again.watched()] == [(added.id, str(tmp_path / "photos"), ("*.png",))]
+        assert again.unwatch(added.id) and not again.unwatch(added.id)
+        assert WatchRegistry(tmp_path / "watched.json").load() == []
+    finally:
+        services.close()
