@@ -35,6 +35,7 @@ import torch
 
 from ingest.discovery import DiscoveryContext, Vanished, admit_fetched, already_done
 from ingest.items import MediaItem
+from ingest.stages.cues import NO_SUBTITLES, read_cues, video_cue_points
 from ingest.stages.decode import DecodeConfig, PreparedFrame, PreparedImage, open_video, prepare_frames, prepare_image
 from ingest.stages.fetch import fetch_remote
 from ingest.stages.load import Loaded, load_item
@@ -47,6 +48,7 @@ from search.embedder import ImageEmbedder
 from search.errors import FetchError, MediaError, StoreUnavailable
 from search.fetch import Fetcher
 from search.media import VideoInfo
+from search.media.subtitles import Subtitles
 from search.settings import Settings
 from search.store import VectorStore
 
@@ -148,6 +150,7 @@ class _FrameReady:
 class _VideoEnd:
     media_id: str
     error: str | None  # why the frames stopped early (None: the video was read to its end)
+    subtitles: Subtitles = NO_SUBTITLES  # read once the frames are done
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,7 @@ class _VideoState:
     pending: int = 0  # frames received but not yet embedded
     ended: bool = False
     error: str | None = None
+    subtitles: Subtitles = NO_SUBTITLES
 
 
 _DONE = object()  # a prefetch thread found the stream exhausted (or the job cancelled)
@@ -245,6 +249,7 @@ class Pipeline:
         elif isinstance(unit, _VideoEnd):
             state = self._videos[unit.media_id]
             state.ended, state.error = True, unit.error
+            state.subtitles = unit.subtitles
             self._finish_video_if_done(unit.media_id, writer)
         elif isinstance(unit, _Pass):
             writer.submit(unit.outcome)
@@ -300,6 +305,8 @@ class Pipeline:
         ingest = self.settings.ingest
         spans = windows([f.t for f in frames], info.duration, ingest.segment_seconds, ingest.segment_stride)
         points = frame_points(loaded, info, frames, self.model) + segment_points(loaded, info, spans, frames, self.model)
+        cues = video_cue_points(self.embedder, loaded, info, state.subtitles, self.model)
+        points += cues
         metadata = {
             "mime": loaded.mime,
             "codec": info.codec,
@@ -308,6 +315,7 @@ class Pipeline:
             "frames_sampled": len(frames),
             "segments": len(spans),
             "has_audio": info.has_audio,
+            "cues": len(cues),
         }
         partial = None if state.error is None else _stopped_at(frames[-1].t, info.duration, state.error)
         if partial is not None:
@@ -323,6 +331,7 @@ class Pipeline:
             info.duration,
             metadata,
             partial,
+            state.subtitles.problems,
         )
 
     # -- prefetch threads -------------------------------------------------------------------------
@@ -363,7 +372,7 @@ class Pipeline:
             video_started = True
             for frame in prepare_frames(loaded, info, self.config, self.embedder.preprocess):
                 yield _FrameReady(item.media_id, frame)
-            yield _VideoEnd(item.media_id, None)
+            yield _VideoEnd(item.media_id, None, read_cues(loaded, self.settings.ingest.subtitles))
         except (MediaError, FetchError) as exc:
             yield _VideoEnd(item.media_id, str(exc)) if video_started else _Pass(Failed(item, str(exc)))
         except (StoreUnavailable, Stopped):

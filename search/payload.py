@@ -242,13 +242,27 @@ class SegmentPayload(_VideoPayload):
     n_frames: int = _field()
 
 
-Payload = Union[ImagePayload, ProductPayload, FramePayload, SegmentPayload]
+@dataclass(frozen=True, kw_only=True)
+class CuePayload(_VideoPayload):
+    """A subtitle or transcript cue [t_start, t_end) of a video; its vector is the text embedding
+    of ``text``, which is also full-text indexed for keyword search. ``track`` names its source
+    (a sidecar file, or a stream inside the container)."""
+
+    kind: Literal["cue"] = _kind("cue")
+    t_start: float = _field(FieldType.FLOAT)
+    t_end: float = _field(FieldType.FLOAT)
+    text: str = _field(FieldType.TEXT)
+    lang: str | None = _field(FieldType.KEYWORD, default=None)
+    track: str | None = _field(default=None)
+
+
+Payload = Union[ImagePayload, ProductPayload, FramePayload, SegmentPayload, CuePayload]
 P = TypeVar("P", bound=PointPayload)
 
-_CLASSES: tuple[type[PointPayload], ...] = (ImagePayload, ProductPayload, FramePayload, SegmentPayload)
+_CLASSES: tuple[type[PointPayload], ...] = (ImagePayload, ProductPayload, FramePayload, SegmentPayload, CuePayload)
 _KINDS: dict[str, type[PointPayload]] = {cls.kind: cls for cls in _CLASSES}
 KINDS: tuple[str, ...] = tuple(_KINDS)
-VIDEO_KINDS: tuple[str, ...] = ("frame", "segment")
+VIDEO_KINDS: tuple[str, ...] = ("frame", "segment", "cue")
 
 
 def parse_payload(data: Mapping[str, Any]) -> Payload:

@@ -42,6 +42,7 @@ class IngestSettings(BaseModel):
 
     frame_rate: float = Field(1.0, gt=0, le=30, description="sampled video frames per second")
     scene_change: bool = Field(False, description="also keep frames where the picture changes")
+    subtitles: bool = Field(True, description="index a video's subtitle cues (sidecar .srt/.vtt files, text streams)")
     scene_threshold: float = Field(0.35, gt=0, lt=1)
     segment_seconds: float = Field(4.0, gt=0, description="length of a pooled video window")
     segment_stride: float = Field(2.0, gt=0, description="step between pooled video windows")

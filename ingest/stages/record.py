@@ -38,6 +38,7 @@ class Indexed:
     duration: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     partial: str | None = None  # why a video's frames stopped part-way (those before are indexed)
+    notes: tuple[str, ...] = ()  # problems that cost no frame ("subtitles of X: reason"), listed on the job
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Recorder:
         for done in indexed:
             if done.partial is not None:  # counted as indexed, listed with the job's failures
                 self.catalog.record_failure(self.tracker.job_id, done.item.uri, f"partially indexed: {done.partial}")
+            for note in done.notes:
+                self.catalog.record_failure(self.tracker.job_id, done.item.uri, note)
         for outcome in failed:
             self.tracker.failed(outcome.item.uri, outcome.reason)
         if indexed or failed:

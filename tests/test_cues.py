@@ -1,0 +1,71 @@
+"""Subtitle cues are indexed with their video, and moment search finds what is said."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ingest.jobs import run_ingest
+from search.embedder import Embedder, load_embedder
+from search.payload import KIND, CuePayload
+from search.services import IngestRequest, Services
+from search.store import Filter, Match
+from tests._ingest_support import SharedModelServices, base_settings, make_video
+
+FFMPEG = "/usr/bin/ffmpeg"
+STREAM_SRT = "1\n00:00:01,000 --> 00:00:02,500\nthe old lighthouse keeper\n"
+SIDECAR_SRT = "1\n00:00:05,000 --> 00:00:07,000\nthank you so much\n"
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    return load_embedder(base_settings(tmp_path_factory.mktemp("model")))
+
+
+@pytest.fixture
+def services(tmp_path: Path, embedder: Embedder) -> Iterator[Services]:
+    svc = SharedModelServices(base_settings(tmp_path / "data"), embedder)
+    yield svc
+    svc.close()
+
+
+def _with_subtitle_stream(plain: Path, out: Path, srt_text: str) -> Path:
+    srt = plain.with_suffix(".txt")
+    srt.write_text(srt_text)
+    args = [FFMPEG, "-nostdin", "-y", "-loglevel", "error", "-i", str(plain), "-f", "srt", "-i", str(srt)]
+    args += ["-map", "0:v", "-map", "1", "-c:v", "copy", "-c:s", "mov_text", "-metadata:s:s:0", "language=eng", str(out)]
+    subprocess.run(args, check=True, timeout=60, stdin=subprocess.DEVNULL)
+    srt.unlink()
+    plain.unlink()
+    return out
+
+
+def _cues(services: Services) -> list[CuePayload]:
+    hits = services.store.scroll(Filter((Match(KIND, ("cue",)),)), limit=1000).hits
+    return sorted((CuePayload.from_payload(h.payload) for h in hits), key=lambda c: c.t_start)
+
+
+def test_embedded_and_sidecar_cues_become_points_and_a_bad_sidecar_is_recorded(services: Services, tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    plain = make_video(tmp_path / "plain.mp4", ["red", "blue", "green", "yellow"], seconds_each=2.0)
+    _with_subtitle_stream(plain, media / "movie.mp4", STREAM_SRT)
+    (media / "movie.en.srt").write_text(SIDECAR_SRT)
+    (media / "movie.ja.srt").write_bytes(b"\x00\x01 not subtitles \x00")
+
+    job = run_ingest(services, IngestRequest(paths=[str(media)]))
+
+    assert job.indexed == 1 and job.failed == 0
+    cues = _cues(services)
+    assert [(c.t_start, c.t_end, c.text, c.lang) for c in cues] == [
+        (1.0, 2.5, "the old lighthouse keeper", "eng"),
+        (5.0, 7.0, "thank you so much", "en"),
+    ]
+    assert {c.video_id for c in cues} == {cues[0].media_id}
+    assert cues[1].track == "movie.en.srt"
+    reasons = [f.reason for f in services.catalog.job_failures(job.id)]
+    assert reasons == ["subtitles of movie.ja.srt: not a text file (it holds NUL bytes)"]
+    assert services.catalog.get_media(cues[0].media_id).status == "indexed"
