@@ -14,7 +14,7 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,17 @@ import pytest
 
 from search.errors import BadQuery, ConfigError, NotFound, StoreUnavailable
 from search.ids import media_id, point_id
-from search.payload import INDEXED_FIELDS, SCHEMA_VERSION, CollectionRecord, FieldType
+from search.payload import (
+    INDEXED_FIELDS,
+    SCHEMA_VERSION,
+    CollectionRecord,
+    FieldType,
+    FramePayload,
+    ImagePayload,
+    ProductPayload,
+    SegmentPayload,
+    normalise_payload,
+)
 from search.settings import load_settings
 from search.store import (
     Filter,
@@ -684,6 +694,14 @@ UNVERSIONED_INDEXES = {
 }
 
 
+DERIVED = {
+    f.name
+    for cls in (ImagePayload, ProductPayload, FramePayload, SegmentPayload)
+    for f in fields(cls)
+    if f.metadata.get("derived")
+}
+
+
 def _unversioned_points() -> list[Point]:
     common = {"source": "src-1", "model": MODEL, "taken_at": T0, "size_bytes": 2048, "width": 640, "height": 480}
     photo = {
@@ -736,12 +754,13 @@ def test_a_collection_in_the_unversioned_layout_is_migrated_on_open(backend: str
         assert schema_version(store) == SCHEMA_VERSION
         got = {h.id: h.payload for h in store.retrieve([p.id for p in points], with_vectors=True)}
         geo = {"lat": 48.8566, "lon": 2.3522}
-        assert got[points[0].id] == {**points[0].payload, "geo": geo}, "the photo with a position gains its geo point"
-        assert got[points[2].id] == {**points[2].payload, "geo": geo}
-        for unchanged in (1, 3, 4, 5):  # no position, video points, a point that is not ours
-            assert got[points[unchanged].id] == points[unchanged].payload
-        cleared = {k: v for k, v in points[6].payload.items() if k != "width"}
-        assert got[points[6].id] == cleared, "a value the contract cannot read is cleared (both engines drop a null)"
+        assert got[points[0].id]["geo"] == got[points[2].id]["geo"] == geo, "photos with a position gain a geo point"
+        for i, point in enumerate(points[:5]):  # every stored field kept, the derived ones added
+            derived = {k: v for k, v in (normalise_payload(point.payload) or {}).items() if k in DERIVED}
+            assert got[point.id] == {**point.payload, **derived}, i
+        assert "geo" not in got[points[1].id], "no position, no geo point"
+        assert got[points[5].id] == points[5].payload, "a point that is not ours is left as it is"
+        assert "width" not in got[points[6].id], "a value the contract cannot read is cleared (both engines drop a null)"
         assert store.count() == len(points) and store.count(Filter((Match("brand", ("Acme",)),))) == 1
         _assert_same_ranking(_pairs(store.query(QUERIES[0], limit=3)), CORPUS.nearest(QUERIES[0], _first(len(points), 0))[:3])
         again = ensure_schema(store)  # a second open finds nothing to do
