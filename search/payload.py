@@ -5,17 +5,18 @@ Ingest builds one and writes ``to_payload()``; the engine and the API read a sto
 back with ``parse_payload()`` (or ``<Kind>Payload.from_payload()``) and use attributes, never
 string keys. Everything else follows from the field declarations:
 
-- ``index=FieldType.X`` on a field gives it a payload index of that type on both backends;
+- ``_field(FieldType.X)`` gives a field a payload index of that type on both backends;
   ``INDEXED_FIELDS`` is collected from the classes, never listed by hand;
 - ``_derived()`` metadata marks a field computed from the others (``geo`` from the EXIF position):
   it is recomputed on every read and write, so a collection written before the field existed
-  is brought up to date by re-writing what ``parse_payload(old).to_payload()`` adds (see
-  ``search.store.schema``);
+  is brought up to date by setting what ``normalise_payload`` adds (see ``search.store.schema``);
+- constructors check every value, so stored payloads are well-typed and reading one back is a
+  copy, not a check per field;
 - ``SCHEMA_VERSION`` names the layout; bump it when a field is added, indexed differently or
   derived, and say in ``SCHEMA_HISTORY`` what changed, so opening an older collection migrates it.
 
 Adding a field is one line in the class that carries it (plus the version bump); a new kind
-is one class added to ``_KINDS``. Fields outside the contract (a manifest's own columns, or
+is one class added to ``_CLASSES``. Fields outside the contract (a manifest's own columns, or
 anything a newer writer added) travel in ``extra`` and are written back untouched.
 """
 
@@ -437,9 +438,6 @@ for _cls in _ALL_CLASSES:
 
 INDEXED_FIELDS: Mapping[str, FieldType] = _declared_indexes()
 FIELD_NAMES: frozenset[str] = frozenset(f.name for cls in _KINDS.values() for f in dataclasses.fields(cls) if f.name != "extra")
-DERIVED_FIELDS: frozenset[str] = frozenset(
-    f.name for cls in _KINDS.values() for f in dataclasses.fields(cls) if f.metadata.get(_DERIVED)
-)
 
 
 def _declared(name: str) -> str:
