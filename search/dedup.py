@@ -9,7 +9,7 @@ shows only its best-ranked member, listing the others as its duplicates.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -33,15 +33,21 @@ def similarity_matrix(vectors: np.ndarray) -> np.ndarray:
     return m @ m.T
 
 
-def duplicate_groups(vectors: np.ndarray, threshold: float) -> list[Group]:
-    """Connected groups of rows with cosine >= ``threshold``; rows are assumed best-first.
+def duplicate_pairs(vectors: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Index pairs (i < j) of rows with cosine >= ``threshold``."""
+    if len(vectors) == 0:
+        return []
+    close = np.argwhere(np.triu(similarity_matrix(vectors) >= threshold, k=1))
+    return [(int(i), int(j)) for i, j in close]
+
+
+def connected_groups(n: int, pairs: Iterable[tuple[int, int]]) -> list[Group]:
+    """Connected components of ``n`` best-first rows joined by ``pairs``.
 
     Each group keeps its earliest (best-ranked) row; groups come back in the order of their
-    kept row, so collapsing never reorders the results.
+    kept row, so grouping never reorders the results. Near-duplicate collapse and grouping
+    by product (``search.grouping``) are both this, with different pairs.
     """
-    n = len(vectors)
-    if n == 0:
-        return []
     parent = list(range(n))
 
     def find(i: int) -> int:
@@ -50,15 +56,19 @@ def duplicate_groups(vectors: np.ndarray, threshold: float) -> list[Group]:
             i = parent[i]
         return i
 
-    close = np.argwhere(np.triu(similarity_matrix(vectors) >= threshold, k=1))
-    for i, j in close:
-        a, b = find(int(i)), find(int(j))
+    for i, j in pairs:
+        a, b = find(i), find(j)
         if a != b:
             parent[max(a, b)] = min(a, b)  # the root is always the best-ranked member
     members: dict[int, list[int]] = {}
     for i in range(n):
         members.setdefault(find(i), []).append(i)
     return [Group(root, tuple(rest)) for root, (_, *rest) in sorted(members.items())]
+
+
+def duplicate_groups(vectors: np.ndarray, threshold: float) -> list[Group]:
+    """Connected groups of rows with cosine >= ``threshold`` (A~B and B~C joins all three)."""
+    return connected_groups(len(vectors), duplicate_pairs(vectors, threshold))
 
 
 def collapse(items: Sequence[T], vectors: np.ndarray, threshold: float) -> list[tuple[T, list[T]]]:

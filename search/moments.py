@@ -21,11 +21,12 @@ window of several strong frames.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from search.grouping import group_by
 
 BACKGROUND_QUANTILE = 25  # percentile of a video's own scores taken as its background level
 HIGH_FRACTION = 0.6  # a window/frame is "high" above floor + HIGH_FRACTION * (best - floor)
@@ -103,9 +104,7 @@ def window_grid(duration: float, seconds: float, stride: float) -> list[tuple[fl
 
 def frames_by_video(frames: Iterable[FrameScore]) -> dict[str, list[FrameScore]]:
     """Group frame scores per video, each list sorted by time."""
-    groups: dict[str, list[FrameScore]] = defaultdict(list)
-    for frame in frames:
-        groups[frame.video_id].append(frame)
+    groups = group_by(frames, lambda f: f.video_id)  # the same grouping as products' (search.grouping)
     return {video: sorted(items, key=lambda f: f.t) for video, items in groups.items()}
 
 

@@ -181,12 +181,13 @@ def test_videos_rank_by_the_moment_they_contain(api: Api) -> None:
 def test_near_duplicate_products_collapse_by_default(api: Api) -> None:
     dup = api.world.truth["products"]["near_duplicates"][0]
     original, copy = str(api.world.folder / dup["original"]), str(api.world.folder / dup["path"])
-    spread = api.search(text="a shape", limit=200, filters={"kinds": ["product"]}, dedup=False)
+    # group=False: every photo its own result (grouped by product, the copy would be a variant)
+    spread = api.search(text="a shape", limit=200, filters={"kinds": ["product"]}, dedup=False, group=False)
     ids = {r["path"]: r["id"] for r in spread}
     assert original in ids and copy in ids
-    plain = api.search(id=ids[original], limit=10, filters={"kinds": ["product"]}, dedup=False)
+    plain = api.search(id=ids[original], limit=10, filters={"kinds": ["product"]}, dedup=False, group=False)
     assert {original, copy} <= {r["path"] for r in plain[:3]}
-    collapsed = api.search(id=ids[original], limit=10, filters={"kinds": ["product"]})
+    collapsed = api.search(id=ids[original], limit=10, filters={"kinds": ["product"]}, group=False)
     assert collapsed[0]["path"] in (original, copy)
     shown = {r["path"] for r in collapsed}
     assert not {original, copy} <= shown  # one of the two stands for both

@@ -26,6 +26,7 @@ from search.api.schemas import (
     SearchOut,
     TermOut,
     TimingsOut,
+    VariantOut,
 )
 from search.engine import SearchRequest, SearchResults
 from search.engine.media import MediaInfo
@@ -70,6 +71,9 @@ def with_options(request: SearchRequest, options: QueryOptions) -> SearchRequest
         score_threshold=options.score_threshold,
         dedup=options.dedup,
         dedup_threshold=options.dedup_threshold,
+        group=options.group,
+        sort=options.sort,
+        diverse=options.diverse,
         explain=options.explain,
         ensemble=options.ensemble,
         filters=filter_spec(options.filters),
@@ -181,6 +185,7 @@ def result_out(item: ResultItem, base: str = "") -> ResultOut:
         moment=moment,
         moments=moments,
         duplicates=list(item.duplicates),
+        variants=[variant_out(v, base) for v in item.variants],
         contributions=[
             ContributionOut(term=c.label, weight=c.weight, similarity=c.similarity, contribution=c.contribution)
             for c in item.contributions
@@ -188,6 +193,18 @@ def result_out(item: ResultItem, base: str = "") -> ResultOut:
         or None,
         location=location_out(p),
         metadata=p.details(),
+    )
+
+
+def variant_out(item: ResultItem, base: str = "") -> VariantOut:
+    p = item.payload
+    return VariantOut(
+        id=item.point_id,
+        media_id=item.media_id,
+        score=round(item.score, 6),
+        name=p.name or None,
+        path=p.path,
+        thumbnail_url=media_thumbnail_url(base, item.media_id),
     )
 
 

@@ -177,6 +177,15 @@ class QueryOptions(BaseModel):
     score_threshold: float | None = Field(None, ge=-1, le=1, description="drop results scoring below this cosine")
     dedup: bool | None = Field(None, description="collapse near-duplicates; default: on when every hit is a product")
     dedup_threshold: float | None = Field(None, gt=0, le=1)
+    group: bool | None = Field(
+        None, description="one result per product, its other photos as variants; default: on when every hit is a product"
+    )
+    sort: str | None = Field(
+        None,
+        max_length=40,
+        description="after the score_threshold cutoff, order by taken_at, price, name or size_bytes; prefix - for descending",
+    )
+    diverse: bool = Field(False, description="MMR-diversified results: near-identical shots do not fill the page")
     explain: bool = Field(False, description="report each term's contribution to each result's score")
     ensemble: bool | None = Field(None, description="prompt ensembling for text terms (default from settings)")
     filters: FiltersIn | None = None
@@ -312,6 +321,17 @@ class ProductOut(BaseModel):
     fields: dict[str, Any] = Field(default_factory=dict, description="every other manifest column")
 
 
+class VariantOut(BaseModel):
+    """Another photo of a grouped product."""
+
+    id: str | None
+    media_id: str
+    score: float
+    name: str | None = None
+    path: str | None = None
+    thumbnail_url: str | None = None
+
+
 class ResultOut(BaseModel):
     """One result. ``kind`` is the point kind for target=images, else ``moment`` or ``video``."""
 
@@ -335,6 +355,9 @@ class ResultOut(BaseModel):
     moment: MomentOut | None = None
     moments: list[MomentOut] = Field(default_factory=list, description="target=videos: the video's best moments")
     duplicates: list[str] = Field(default_factory=list, description="point ids of near-duplicates collapsed into this one")
+    variants: list[VariantOut] = Field(
+        default_factory=list, description="grouped by product: its other matching photos, best first"
+    )
     contributions: list[ContributionOut] | None = None
     location: LocationOut | None = Field(None, description="where it was taken (EXIF GPS), decimal degrees")
     metadata: dict[str, Any] = Field(default_factory=dict, description="other payload fields (EXIF, camera, GPS, …)")

@@ -9,11 +9,12 @@ boundaries stable from one page to the next.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from search.dedup import duplicate_groups
+from search.engine.cards import shaped_page
 from search.engine.prepare import PreparedQuery
 from search.engine.request import SearchRequest
 from search.engine.results import Contribution, ResultItem
@@ -38,17 +39,22 @@ def image_results(services: Services, request: SearchRequest, prepared: Prepared
     """A page of point results; duplicates collapse when asked, or by default for products."""
     fetch = _Fetcher(services, prepared, flt, request.score_threshold)
     dedup = request.dedup
-    if dedup is None or dedup:
+    threshold = request.dedup_threshold or services.settings.search.dedup_threshold
+    if request.group or request.sort:  # asked for explicitly: no need to look at the hits first
+        return _shaped(fetch, request, limit, threshold, dedup, request.group)
+    if dedup is None or dedup or request.group is None:
         wanted = request.offset + limit
         # vectors only when collapsing is certain: most searches are not all-product and
         # would pay for converting vectors they never use
         hits = fetch(wanted + 1, 0, with_vectors=bool(dedup) or request.explain)
-        dedup = dedup if dedup is not None else bool(hits) and all(_kind(h) == "product" for h in hits)
+        products = bool(hits) and all(_kind(h) == "product" for h in hits)
+        if request.group is None and products:  # results are products: one card per product
+            return _shaped(fetch, request, limit, threshold, dedup if dedup is not None else products, True)
+        dedup = dedup if dedup is not None else products
         if not dedup:
             hits = hits[request.offset :]
     else:
         hits = fetch(limit + 1, request.offset, with_vectors=request.explain)
-    threshold = request.dedup_threshold or services.settings.search.dedup_threshold
     if dedup:
         items, has_more = _collapsed(fetch, hits, request, limit, threshold)
     else:
@@ -56,6 +62,23 @@ def image_results(services: Services, request: SearchRequest, prepared: Prepared
         has_more = len(hits) > limit
     next_offset = request.offset + limit if has_more else None
     return ResultPage(tuple(items), next_offset, fetch.elapsed_ms)
+
+
+def _shaped(
+    fetch: _Fetcher, request: SearchRequest, limit: int, threshold: float, dedup: bool | None, group: bool | None
+) -> ResultPage:
+    """Grouped by product and/or sorted after the cutoff (``search.engine.cards``)."""
+    if dedup is None:  # the default rule: collapse when every hit is a product
+        head = fetch(request.offset + limit + 1, 0, with_vectors=False)
+        dedup = bool(head) and all(_kind(h) == "product" for h in head)
+
+    def build(hit: Hit, duplicates: tuple[str, ...], variants: tuple[ResultItem, ...]) -> ResultItem:
+        item = _item(hit, fetch.prepared, request.explain, duplicates)
+        return replace(item, variants=variants) if variants else item
+
+    vectors = dedup or request.explain
+    items, has_more = shaped_page(lambda n, o, _: fetch(n, o, vectors), request, limit, bool(group), dedup, threshold, build)
+    return ResultPage(tuple(items), request.offset + limit if has_more else None, fetch.elapsed_ms)
 
 
 def _collapsed(

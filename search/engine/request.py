@@ -16,6 +16,12 @@ TARGETS: tuple[str, ...] = ("images", "moments", "videos")
 POOLINGS: tuple[str, ...] = ("topk", "mean")
 MAX_OFFSET = bounds.MAX_OFFSET
 MAX_EXAMPLES = bounds.MAX_EXAMPLES
+SORT_FIELDS: tuple[str, ...] = ("taken_at", "price", "name", "size_bytes")  # payload fields results can be sorted by
+
+
+def sort_key(sort: str) -> str:
+    """The field a sort option names ("-taken_at" sorts by taken_at, newest first)."""
+    return sort[1:] if sort.startswith("-") else sort
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,9 @@ class SearchRequest:
     per_video: int = bounds.DEFAULT_PER_VIDEO  # moments kept per video
     exclude_media: tuple[str, ...] = ()  # media never returned (``similar`` hides its source)
     allow_files: bool = False  # file: terms read the local disk: the CLI only
+    group: bool | None = None  # one result per product (variants listed); None: on when every hit is a product
+    sort: str | None = None  # after the cutoff (score_threshold): a SORT_FIELDS name, "-name" for descending
+    diverse: bool = False  # MMR: trade some relevance for variety, so near-identical shots do not fill a page
 
     def validate(self, max_limit: int) -> None:
         """Refuse requests that cannot run, with a message for the user (BadQuery)."""
@@ -68,6 +77,9 @@ class SearchRequest:
             raise BadQuery(f"per_video must be between 1 and {bounds.MAX_PER_VIDEO}, got {self.per_video}.")
         if self.dedup_threshold is not None and not 0 < self.dedup_threshold <= 1:
             raise BadQuery(f"dedup_threshold must be in (0, 1], got {self.dedup_threshold}.")
+        if self.sort is not None and sort_key(self.sort) not in SORT_FIELDS:
+            allowed = ", ".join(SORT_FIELDS)
+            raise BadQuery(f"Unknown sort field {self.sort!r}; sort by one of: {allowed} (prefix - for descending).")
         if not self.allow_files:
             for term in self.terms:
                 if isinstance(term, FileTerm):

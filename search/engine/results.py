@@ -43,6 +43,7 @@ class ResultItem:
     score: float
     payload: Payload
     duplicates: tuple[str, ...] = ()  # point ids of near-duplicates collapsed into this one
+    variants: tuple[ResultItem, ...] = ()  # grouped by product: the product's other matching photos, best first
     contributions: tuple[Contribution, ...] = ()
     moment: Moment | None = None  # target=moments: the moment itself
     moments: tuple[Moment, ...] = ()  # target=videos: the video's best moments

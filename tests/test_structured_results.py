@@ -1,0 +1,105 @@
+"""Structured results through the API on both store backends: products grouped by product,
+sorting after a relevance cutoff, and the bad-input answers for these options.
+
+The procedural world's catalogue gives every product several photos (and one near-duplicate
+copy shared across products), which is what grouping is for.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from search.api import create_app
+from tests._api_support import BACKENDS, indexed
+
+PRODUCTS = {"kinds": ["product"]}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def client(request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    ix = indexed(request.param)
+    with TestClient(create_app(ix.settings, services=ix.services)) as c:
+        yield c
+
+
+def _search(client: TestClient, **body: Any) -> dict[str, Any]:
+    response = client.post("/search", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _product_ids(results: list[dict[str, Any]]) -> list[str]:
+    return [r["product"]["product_id"] for r in results]
+
+
+def test_collapse_alone_shows_a_product_several_times(client: TestClient) -> None:
+    """The demo bug: near-duplicate collapse compares vectors, so a product's distinct photos
+    each get a card (grouping off reproduces what the Products page did)."""
+    page = _search(client, text="a shape", limit=10, filters=PRODUCTS, dedup=True, group=False)
+    counts = Counter(_product_ids(page["results"]))
+    assert max(counts.values()) > 1
+
+
+def test_products_group_into_one_card_with_their_other_photos_as_variants(client: TestClient) -> None:
+    page = _search(client, text="a shape", limit=10, filters=PRODUCTS, dedup=True)
+    ids = _product_ids(page["results"])
+    assert len(ids) == len(set(ids)) == 10
+    with_variants = [r for r in page["results"] if r["variants"]]
+    assert with_variants
+    for result in with_variants:
+        scores = [result["score"], *(v["score"] for v in result["variants"])]
+        assert scores == sorted(scores, reverse=True)  # the best-matching photo leads its card
+        assert result["id"] not in {v["id"] for v in result["variants"]}
+        assert all(v["thumbnail_url"] for v in result["variants"])
+
+
+def test_grouped_pages_count_products_and_do_not_overlap(client: TestClient) -> None:
+    first = _search(client, text="a shape", limit=5, filters=PRODUCTS)
+    assert first["next_offset"] == 5
+    second = _search(client, text="a shape", limit=5, offset=5, filters=PRODUCTS)
+    both = _product_ids(first["results"]) + _product_ids(second["results"])
+    assert len(both) == len(set(both)) == 10
+
+
+def test_grouping_on_by_default_for_products_and_off_for_images(client: TestClient) -> None:
+    products = _search(client, text="a shape", limit=8, filters=PRODUCTS)["results"]
+    assert len(set(_product_ids(products))) == len(products)
+    images = _search(client, text="a shape", limit=8, filters={"kinds": ["image"]})["results"]
+    assert all(r["variants"] == [] for r in images)
+
+
+@pytest.mark.parametrize("sort", ["taken_at", "-taken_at", "name", "-price"])
+def test_results_above_the_cutoff_sort_by_a_field_with_stable_pages(client: TestClient, sort: str) -> None:
+    field = sort.lstrip("-")
+    body: dict[str, Any] = {"text": "a red shape", "score_threshold": 0.0, "sort": sort, "group": False}
+    if field == "price":
+        body["filters"] = PRODUCTS
+    everything = _search(client, **body, limit=40)["results"]
+    assert len(everything) > 5
+
+    def value(r: dict[str, Any]) -> Any:
+        return r["product"]["price"] if field == "price" else r[field]
+
+    present = [value(r) for r in everything if value(r) is not None]
+    assert present == sorted(present, reverse=sort.startswith("-"))
+    pages = [_search(client, **body, limit=5, offset=o)["results"] for o in (0, 5, 10)]
+    assert [r["id"] for p in pages for r in p] == [r["id"] for r in everything[:15]]
+
+
+def test_a_cutoff_drops_what_scores_below_it_before_sorting(client: TestClient) -> None:
+    ranked = _search(client, text="a red shape", limit=30)["results"]
+    cutoff = ranked[9]["score"]
+    kept = _search(client, text="a red shape", limit=30, score_threshold=cutoff, sort="-taken_at")["results"]
+    assert {r["id"] for r in kept} == {r["id"] for r in ranked if r["score"] >= cutoff}
+
+
+def test_an_unknown_sort_field_is_a_4xx_listing_the_allowed_ones(client: TestClient) -> None:
+    response = client.post("/search", json={"text": "a shape", "sort": "colour"})
+    assert 400 <= response.status_code < 500
+    message = response.text
+    assert "colour" in message and all(f in message for f in ("taken_at", "price", "name"))
