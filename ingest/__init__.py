@@ -6,5 +6,7 @@
 - ``pipeline``: the threaded engine that keeps the model busy;
 - ``jobs``: run a job in-process (embedded mode) or dispatch it to Celery workers;
 - ``work`` / ``tasks`` / ``celery_app``: the distributed mode's task bodies and thin wrappers;
-- ``cli_support``: what ``mmsearch ingest``, ``jobs`` and ``worker`` do.
+- ``heartbeat`` / ``visibility``: who is still working on a job, and keeping a live worker's tasks its own.
+
+What the ``mmsearch ingest``, ``jobs`` and ``worker`` commands print lives with the CLI, in ``mmsearch/``.
 """

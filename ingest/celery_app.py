@@ -3,10 +3,16 @@
 Two queues, routed by task name: ``cpu`` (``mmsearch.ingest.cpu.*``: discovery, downloads,
 job bookkeeping) and ``gpu`` (``mmsearch.ingest.gpu.*``: decode+embed+store, and deletes,
 since the processes that write the store own it). Long idempotent tasks are acknowledged only
-when done (``acks_late``), re-queued if their worker dies (``reject_on_worker_lost``; a worker
-killed outright is redelivered by the broker after ``visibility_timeout``), and each worker
-process reserves one message at a time (prefetch multiplier 1), so a slow batch never holds
-others hostage. Results are not stored: progress lives in the catalog.
+when done (``acks_late``), re-queued at once if their pool process dies
+(``reject_on_worker_lost``), and each worker process reserves one message at a time (prefetch
+multiplier 1), so a slow batch never holds others hostage. Results are not stored: progress
+lives in the catalog.
+
+A worker killed outright (SIGKILL, a lost machine) acknowledges nothing; with Redis its tasks
+come back after ``ingest.visibility_timeout`` (30 s), found by the sweep every worker runs each
+``ingest.broker_restore_interval`` (5 s), so its work resumes within about 35 s. Live workers
+renew the tasks they hold (``ingest.visibility``), so no task, however long, is ever handed
+to a second worker while the first still runs it.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from ingest.visibility import KeepHeldTasksVisible
 from search.errors import ConfigError
 from search.settings import Settings
 
 CPU_TASKS = "mmsearch.ingest.cpu.*"
 GPU_TASKS = "mmsearch.ingest.gpu.*"
+_RESTORE_LOCK_S = 15  # kombu's lock around one restore sweep (default 300 s: a worker killed holding it stalls every restore)
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -40,14 +48,20 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=ingest.cpu_queue,
         task_queues=(Queue(ingest.cpu_queue), Queue(ingest.gpu_queue)),
         task_routes={CPU_TASKS: {"queue": ingest.cpu_queue}, GPU_TASKS: {"queue": ingest.gpu_queue}},
-        broker_transport_options={"visibility_timeout": ingest.visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": ingest.visibility_timeout,
+            "unacked_restore_interval": ingest.broker_restore_interval,
+            "unacked_restore_throttle": 1,  # every sweep scans (kombu's default: every 10th)
+            "unacked_mutex_expire": _RESTORE_LOCK_S,
+        },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_max_tasks_per_child=None,
         task_send_sent_event=False,
         worker_send_task_events=False,
     )
-    app.mmsearch_settings = settings  # type: ignore[attr-defined]  # read by the worker processes
+    app.steps["worker"].add(KeepHeldTasksVisible)
+    app.mmsearch_settings = settings  # read by the worker processes
     from ingest.tasks import register_tasks
 
     register_tasks(app, settings)
