@@ -151,7 +151,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
     signals.worker_process_shutdown.connect(close_resources, weak=False)
     signals.worker_shutdown.connect(close_resources, weak=False)
-    app.mmsearch_resources = resources  # type: ignore[attr-defined]
+    app.mmsearch_resources = resources
 
 
 def _beating(services: Services, job_id: str) -> Heartbeat:

@@ -386,7 +386,7 @@ class _GuardedTransport(httpx.BaseTransport):
                 target=request.url.raw_path,
             ),
             headers=request.headers.raw,
-            content=request.stream,  # type: ignore[arg-type]
+            content=request.stream,
             extensions=request.extensions,
         )
         response = self._pool.handle_request(core_request)
@@ -538,7 +538,7 @@ class Fetcher:
     @contextmanager
     def _open_final(self, url: str) -> Iterator[tuple[httpx.Response, tuple[str, ...]]]:
         """Follow redirects by hand, checking every hop, and yield the final streamed response."""
-        current, hops = _checked_url(url), []
+        current, hops = _checked_url(url), list[str]()
         while True:
             with self._send(current) as response:
                 if response.status_code not in _REDIRECTS:

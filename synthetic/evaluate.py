@@ -90,7 +90,7 @@ def evaluate(model: Any, preprocess: Callable, tokenizer: Callable, eval_set: Ev
         model.train(was_training)
     sims = txt @ img.T  # (pairs, images)
     truth = np.array([ALL_PAIRS.index(p) for p in eval_set.pairs])
-    p10 = {True: [], False: []}
+    p10: dict[bool, list[float]] = {True: [], False: []}
     top = torch.topk(sims, k=10, dim=1).indices.numpy()
     for qi, pair in enumerate(ALL_PAIRS):
         p10[pair in HELD_OUT].append(float(np.mean(truth[top[qi]] == qi)))

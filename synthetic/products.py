@@ -58,10 +58,10 @@ def _product_photo(rng: np.random.Generator, colour: str, shape: str, accent: st
 def _near_duplicate(path: Path, rng: np.random.Generator) -> Image.Image:
     """The photo cropped by 2-6 % per side and resized back, to be saved at lower JPEG quality."""
     with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
+        rgb = im.convert("RGB")
+        w, h = rgb.size
         c = [int(round(v)) for v in rng.uniform(0.02, 0.06, size=4) * np.array([w, h, w, h])]
-        return im.crop((c[0], c[1], w - c[2], h - c[3])).resize((w, h), Image.BICUBIC)
+        return rgb.crop((c[0], c[1], w - c[2], h - c[3])).resize((w, h), Image.Resampling.BICUBIC)
 
 
 def generate_products(

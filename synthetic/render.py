@@ -89,7 +89,7 @@ def render_background(bg: Background, width: int, height: int) -> np.ndarray:
     if bg.kind == "noise":
         rng = np.random.default_rng(bg.seed)
         coarse = rng.random((6, 6), dtype=np.float32)
-        t = np.asarray(Image.fromarray((coarse * 255).astype(np.uint8)).resize((width, height), Image.BICUBIC))
+        t = np.asarray(Image.fromarray((coarse * 255).astype(np.uint8)).resize((width, height), Image.Resampling.BICUBIC))
         t = (t.astype(np.float32) / 255.0)[..., None]
         return a * (1 - t) + b * t
     raise ValueError(f"unknown background kind {bg.kind!r}")
@@ -98,7 +98,7 @@ def render_background(bg: Background, width: int, height: int) -> np.ndarray:
 def composite_objects(canvas: np.ndarray, objects, width: int, height: int, scale: int) -> np.ndarray:
     """Alpha-blend each object's anti-aliased mask onto a float (height, width, 3) canvas."""
     for obj in objects:
-        mask = _draw_mask(obj, width, height, scale).resize((width, height), Image.BOX)
+        mask = _draw_mask(obj, width, height, scale).resize((width, height), Image.Resampling.BOX)
         alpha = (np.asarray(mask, dtype=np.float32) / 255.0)[..., None]
         rgb = np.clip(np.asarray(colour_of(obj.colour).rgb, dtype=np.float32) + obj.shade, 0, 255)
         canvas = canvas * (1 - alpha) + rgb * alpha

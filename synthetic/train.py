@@ -149,7 +149,8 @@ def schedule_progress(step: int, warmup: int, elapsed: float, cfg: TrainConfig) 
 
 def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW without decay on gains, biases and the logit scale (as open_clip's trainer does)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         exclude = param.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
         (no_decay if exclude else decay).append(param)

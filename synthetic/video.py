@@ -28,7 +28,7 @@ DRIFT = 0.05  # how far (fraction of the frame) an object moves while on screen
 
 def _plan_appearances(rng: np.random.Generator, duration: float) -> list[tuple[ObjectSpec, float, float, float]]:
     """(object, start, end, drift direction in degrees) for sequential, non-overlapping appearances."""
-    plans = []
+    plans: list[tuple[ObjectSpec, float, float, float]] = []
     t = float(rng.uniform(1.0, 3.0))
     pair_ids = rng.permutation(len(ALL_PAIRS))
     while t + 4.0 <= duration - 1.0 and len(plans) < len(pair_ids):

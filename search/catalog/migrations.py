@@ -147,7 +147,7 @@ STEPS: dict[int, Step] = {
 }
 
 
-def _add_column(conn: Connection, table: str, column: Column) -> None:  # type: ignore[type-arg]
+def _add_column(conn: Connection, table: str, column: Column) -> None:
     """ALTER TABLE … ADD COLUMN, rendered for the connection's dialect (Core has no construct)."""
     spec = CreateColumn(column).compile(dialect=conn.dialect)
     conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {spec}")
