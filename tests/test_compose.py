@@ -77,3 +77,10 @@ def test_ui_runs_the_streamlit_app_against_the_api():
     assert SERVICES["ui"]["environment"]["MMSEARCH_API_URL"] == "http://localhost:8000"
     assert SERVICES["ui"]["network_mode"] == "host"
     assert "8000:8000" in SERVICES["api"]["ports"]
+
+
+def test_every_third_party_image_is_pinned_to_a_version() -> None:
+    for name, service in SERVICES.items():
+        image = service.get("image", "")
+        if image and not image.startswith("mmsearch:"):
+            assert ":" in image and not image.endswith(":latest"), f"{name} runs {image!r}"
