@@ -21,6 +21,8 @@ window of several strong frames.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +42,7 @@ class FrameScore:
     t: float
     score: float
     point_id: str = ""
+    signal: str = "visual"  # what scored it: visual (a frame), speech (a cue) — fused curves mix both
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Moment:
     score: float
     best_t: float | None = None
     best_point_id: str | None = None
+    signal: str | None = None  # which signal carried the moment's best instant (visual or speech)
 
 
 @dataclass(frozen=True)
@@ -208,7 +212,7 @@ def _run_moment(run: Sequence[FrameScore], span: WindowScore, params: MomentPara
     end = max(min(run[-1].t + params.frame_step, span.end), start)
     overlapping = [w.score for w in windows if w.start < end and w.end > start]
     score = max(overlapping) if overlapping else span.score
-    return Moment(span.video_id, start, end, score, best.t, best.point_id)
+    return Moment(span.video_id, start, end, score, best.t, best.point_id, best.signal)
 
 
 def video_moments(
@@ -253,6 +257,116 @@ def score_floor(scores: Iterable[float]) -> float:
     """The lowest candidate score: an upper bound for every frame the store did not return."""
     values = list(scores)
     return min(values) if values else 0.0
+
+
+# --- speech: cue scores on the frames' time axis, and fusion ----------------------------------
+
+SIGNALS = ("visual", "speech", "both")
+SPEECH_DENSE_WEIGHT = 0.5  # a cue's relevance: its normalised dense similarity times this, plus
+SPEECH_WORDS_WEIGHT = 1.5  # the share of the query's words it says times this (see speech_frames)
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOPWORDS = frozenset({"a", "an", "the", "of", "in", "on", "at", "to", "and", "or", "is", "are", "was", "were", "be", "it"})
+
+
+@dataclass(frozen=True)
+class CueScore:
+    """One subtitle cue's similarity to the query (its text embedding's cosine)."""
+
+    video_id: str
+    start: float
+    end: float
+    score: float
+    text: str = ""
+    point_id: str = ""
+
+
+def query_words(text: str) -> set[str]:
+    """The content words of a query, lower-cased (what a cue must say to match it by keyword)."""
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+
+
+def keyword_overlap(words: set[str], text: str) -> float:
+    """Share of the query's content words the cue says, 0..1 (0 without query words)."""
+    if not words:
+        return 0.0
+    return len(words & set(_WORD.findall(text.lower()))) / len(words)
+
+
+def _minmax(values: Sequence[float]) -> tuple[float, float]:
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    return low, (high - low if high - low > 1e-9 else 1.0)
+
+
+def normalised_visual(frames: Sequence[FrameScore]) -> list[FrameScore]:
+    """Frame scores rescaled to 0..1 over all candidates (weakest 0, best 1), so that cosines of
+    images with text and of texts with text, which live on different scales, can be compared."""
+    low, span = _minmax([f.score for f in frames])
+    return [FrameScore(f.video_id, f.t, (f.score - low) / span, f.point_id, "visual") for f in frames]
+
+
+def speech_frames(cues: Sequence[CueScore], words: set[str], step: float) -> list[FrameScore]:
+    """Speech on the frames' time axis: each sampling instant a cue covers takes the cue's
+    relevance, the best cue's where several overlap.
+
+    Relevance is ``SPEECH_DENSE_WEIGHT`` x its dense score rescaled over the candidates plus
+    ``SPEECH_WORDS_WEIGHT`` x the share of the query's words it says. Visual scores are
+    rescaled to 0..1, so a cue saying every word of the query outranks any frame (saying the
+    words is the stronger evidence: the best frame is only the best of what was seen), half
+    the words competes with the best frame, and a cue that is merely close in meaning (at most
+    0.5) can never outrank the best-looking instant.
+
+    Instants are multiples of ``step`` (the frame sampling step), so a fused curve lines up
+    with the frames; a cue shorter than a step still marks the instant it starts in.
+    """
+    low, span = _minmax([c.score for c in cues])
+    best: dict[tuple[str, float], FrameScore] = {}
+    for cue in cues:
+        relevance = SPEECH_DENSE_WEIGHT * (cue.score - low) / span + SPEECH_WORDS_WEIGHT * keyword_overlap(words, cue.text)
+        first = math.floor(cue.start / step + 1e-6)
+        last = max(first, math.ceil(cue.end / step - 1e-6) - 1)
+        for i in range(first, last + 1):
+            key = (cue.video_id, round(i * step, 3))
+            if key not in best or best[key].score < relevance:
+                best[key] = FrameScore(cue.video_id, key[1], relevance, cue.point_id, "speech")
+    return list(best.values())
+
+
+def fuse_signals(visual: Sequence[FrameScore], speech: Sequence[FrameScore], step: float) -> list[FrameScore]:
+    """One curve per video from normalised visual and speech scores: at each instant the stronger
+    signal's score, and its name, so a moment says which signal carried it. A visual frame and
+    a speech instant within half a step of each other are the same instant."""
+    fused: dict[tuple[str, float], FrameScore] = {}
+    for frame in speech:
+        fused[(frame.video_id, round(frame.t / step))] = frame
+    for frame in visual:
+        key = (frame.video_id, round(frame.t / step))
+        other = fused.get(key)
+        if other is None or frame.score >= other.score:
+            fused[key] = frame
+        else:  # speech wins here, at the frame's own time (and with its thumbnail)
+            fused[key] = FrameScore(frame.video_id, frame.t, other.score, frame.point_id, "speech")
+    return list(fused.values())
+
+
+def merge_signal_moments(visual: Sequence[Moment], speech: Sequence[Moment], limit: int) -> list[Moment]:
+    """One video's moments found by each signal, as one list: best first, and a moment that
+    overlaps a better one by half of the shorter is the same moment: the better one stays,
+    with its bounds and its signal (the one that carried it).
+
+    Each signal finds its moments on its own curve, so a moment's edges are its own signal's
+    (a cue's start and end, or a run of frames), not a blend of two curves' noise.
+    """
+    kept: list[Moment] = []
+    for moment in sorted([*visual, *speech], key=lambda m: (-m.score, m.start)):
+        if not any(_same_moment(k, moment) for k in kept):
+            kept.append(moment)
+    return kept[:limit]
+
+
+def _same_moment(a: Moment, b: Moment) -> bool:
+    overlap = min(a.end, b.end) - max(a.start, b.start)
+    shorter = min(a.end - a.start, b.end - b.start)
+    return overlap > 0 and overlap >= 0.5 * shorter
 
 
 def rank_moments(per_video: dict[str, list[Moment]]) -> list[Moment]:

@@ -144,6 +144,10 @@ class SearchSettings(BaseModel):
         lt=1,
         description="a frame belongs to a moment above background + this share of (best - background)",
     )
+    moment_signal: Literal["visual", "speech", "both"] = Field(
+        "both", description="what moments are found by: frames (visual), subtitle cues (speech), or both fused"
+    )
+    cue_candidates: int = Field(200, ge=1, description="subtitle cues scored per moment query")
 
 
 class ApiSettings(BaseModel):

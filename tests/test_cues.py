@@ -10,7 +10,12 @@ import pytest
 
 from ingest.jobs import run_ingest
 from search.embedder import Embedder, load_embedder
+from search.engine import search
+from search.engine.request import SearchRequest
+from search.errors import BadQuery
+from search.moments import CueScore, FrameScore, fuse_signals, keyword_overlap, query_words, speech_frames
 from search.payload import KIND, CuePayload
+from search.query import TextTerm
 from search.services import IngestRequest, Services
 from search.store import Filter, Match
 from tests._ingest_support import SharedModelServices, base_settings, make_video
@@ -69,3 +74,36 @@ def test_embedded_and_sidecar_cues_become_points_and_a_bad_sidecar_is_recorded(s
     reasons = [f.reason for f in services.catalog.job_failures(job.id)]
     assert reasons == ["subtitles of movie.ja.srt: not a text file (it holds NUL bytes)"]
     assert services.catalog.get_media(cues[0].media_id).status == "indexed"
+
+
+def _moments(services: Services, text: str, signal: str | None) -> list:
+    request = SearchRequest(terms=(TextTerm(text),), target="moments", signal=signal, limit=5)
+    return [item.moment for item in search(services, request).items]
+
+
+def test_moment_search_finds_what_is_said_and_says_which_signal_carried_it(services: Services, tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    make_video(media / "movie.mp4", ["red", "blue", "green", "yellow"], seconds_each=2.0)
+    (media / "movie.srt").write_text(SIDECAR_SRT)
+    run_ingest(services, IngestRequest(paths=[str(media)]))
+
+    speech = _moments(services, "thank you so much", "speech")
+    assert speech and speech[0].signal == "speech"
+    assert (speech[0].start, speech[0].end) == (5.0, 7.0)
+    fused = _moments(services, "thank you so much", "both")
+    assert (fused[0].start, fused[0].end, fused[0].signal) == (5.0, 7.0, "speech")
+    visual = _moments(services, "a red square", "visual")
+    assert visual and all(m.signal == "visual" for m in visual)
+    with pytest.raises(BadQuery, match="signal"):
+        _moments(services, "x", "smell")
+
+
+def test_speech_scores_lie_on_the_frame_grid_and_the_stronger_signal_wins_each_instant() -> None:
+    cues = [CueScore("v", 2.0, 4.0, 0.9, "thank you"), CueScore("v", 6.5, 7.0, 0.5, "goodbye")]
+    speech = sorted(speech_frames(cues, query_words("thank you"), step=1.0), key=lambda f: f.t)
+    assert [(f.t, round(f.score, 3)) for f in speech] == [(2.0, 2.0), (3.0, 2.0), (6.0, 0.0)]
+    visual = [FrameScore("v", 3.0, 0.4, "f3"), FrameScore("v", 6.0, 0.8, "f6")]
+    fused = {f.t: (f.signal, f.score, f.point_id) for f in fuse_signals(visual, speech, 1.0)}
+    assert fused == {2.0: ("speech", 2.0, ""), 3.0: ("speech", 2.0, "f3"), 6.0: ("visual", 0.8, "f6")}
+    assert keyword_overlap(query_words("The red car"), "a RED bus") == 0.5

@@ -66,6 +66,7 @@ def with_options(request: SearchRequest, options: QueryOptions) -> SearchRequest
         pooling=options.pooling,
         k=options.k,
         per_video=options.per_video,
+        signal=options.signal,
         limit=options.limit,
         offset=options.offset,
         score_threshold=options.score_threshold,
@@ -230,7 +231,8 @@ def moment_out(m: Moment, base: str = "") -> MomentOut:
         end=round(m.end, 3),
         score=round(m.score, 6),
         best_t=m.best_t,
-        best_point_id=m.best_point_id,
+        best_point_id=m.best_point_id or None,
+        signal=m.signal,
         thumbnail_url=point_thumbnail_url(base, m.best_point_id) if m.best_point_id else media_thumbnail_url(base, m.video_id),
         file_url=f"{media_file_url(base, m.video_id)}#t={m.start:g},{m.end:g}",
     )

@@ -19,6 +19,7 @@ from search import bounds
 Kind = Literal["image", "frame", "segment", "product"]
 TargetName = Literal["images", "moments", "videos"]
 PoolingName = Literal["topk", "mean"]
+SignalName = Literal["visual", "speech", "both"]
 ShortText = Annotated[str, Field(min_length=1, max_length=1000)]
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
 HttpUrlText = Annotated[str, Field(min_length=8, max_length=4096, pattern=r"^https?://")]
@@ -172,6 +173,9 @@ class QueryOptions(BaseModel):
     pooling: PoolingName = Field("topk", description="video pooling: mean of top-k frame scores, or mean-pooled segment vectors")
     k: int | None = Field(None, ge=1, le=bounds.MAX_K, description="frames averaged by top-k pooling (default from settings)")
     per_video: int = Field(bounds.DEFAULT_PER_VIDEO, ge=1, le=bounds.MAX_PER_VIDEO, description="moments kept per video")
+    signal: SignalName | None = Field(
+        None, description="moments by frames (visual), subtitle cues (speech) or both fused; default from settings (both)"
+    )
     limit: int | None = Field(None, ge=1, le=bounds.MAX_LIMIT, description="results per page (default and maximum from settings)")
     offset: int = Field(0, ge=0, le=bounds.MAX_OFFSET)
     score_threshold: float | None = Field(None, ge=-1, le=1, description="drop results scoring below this cosine")
@@ -308,6 +312,7 @@ class MomentOut(BaseModel):
     score: float
     best_t: float | None = Field(None, description="time of the best-matching frame")
     best_point_id: str | None = None
+    signal: str | None = Field(None, description="which signal carried the moment: visual (frames) or speech (subtitles)")
     thumbnail_url: str | None = None
     file_url: str = Field(description="the video, with a #t=start,end media fragment")
 

@@ -14,6 +14,7 @@ Target = Literal["images", "moments", "videos"]
 Pooling = Literal["topk", "mean"]
 TARGETS: tuple[str, ...] = ("images", "moments", "videos")
 POOLINGS: tuple[str, ...] = ("topk", "mean")
+SIGNALS: tuple[str, ...] = ("visual", "speech", "both")  # what moments are found by (search.moments)
 MAX_OFFSET = bounds.MAX_OFFSET
 MAX_EXAMPLES = bounds.MAX_EXAMPLES
 SORT_FIELDS: tuple[str, ...] = ("taken_at", "price", "name", "size_bytes")  # payload fields results can be sorted by
@@ -49,6 +50,7 @@ class SearchRequest:
     explain: bool = False
     ensemble: bool | None = None  # prompt ensembling for text terms; None: the settings' choice
     per_video: int = bounds.DEFAULT_PER_VIDEO  # moments kept per video
+    signal: str | None = None  # moments by visual, speech or both; None: the settings' choice
     exclude_media: tuple[str, ...] = ()  # media never returned (``similar`` hides its source)
     allow_files: bool = False  # file: terms read the local disk: the CLI only
     group: bool | None = None  # one result per product (variants listed); None: on when every hit is a product
@@ -73,6 +75,8 @@ class SearchRequest:
             raise BadQuery(f"offset must be between 0 and {MAX_OFFSET}, got {self.offset}.")
         if self.k is not None and not 1 <= self.k <= bounds.MAX_K:
             raise BadQuery(f"k must be between 1 and {bounds.MAX_K}, got {self.k}.")
+        if self.signal is not None and self.signal not in SIGNALS:
+            raise BadQuery(f"Unknown signal {self.signal!r}; use one of: {', '.join(SIGNALS)}.")
         if not 1 <= self.per_video <= bounds.MAX_PER_VIDEO:
             raise BadQuery(f"per_video must be between 1 and {bounds.MAX_PER_VIDEO}, got {self.per_video}.")
         if self.dedup_threshold is not None and not 0 < self.dedup_threshold <= 1:

@@ -24,24 +24,32 @@ from search.engine.request import SearchRequest
 from search.engine.results import ResultItem
 from search.filters import BadFilter, FilterSpec, to_store_filter
 from search.moments import (
+    CueScore,
     FrameScore,
     Moment,
     MomentParams,
     WindowScore,
     frames_by_video,
+    fuse_signals,
     mean_pooled_score,
+    merge_signal_moments,
+    normalised_visual,
+    query_words,
     rank_moments,
     score_floor,
+    speech_frames,
     topk_windows,
     video_moments,
     video_topk_score,
 )
-from search.payload import KIND, MEDIA_ID, VIDEO_ID, FramePayload, Payload, SegmentPayload
+from search.payload import KIND, MEDIA_ID, VIDEO_ID, CuePayload, FramePayload, Payload, SegmentPayload
+from search.query import TextTerm
 from search.services import Services
 from search.store.base import Filter, Hit, Match
 
 T = TypeVar("T")
-V = TypeVar("V", FramePayload, SegmentPayload)
+V = TypeVar("V", FramePayload, SegmentPayload, CuePayload)
+VideoPointPayload = FramePayload | SegmentPayload | CuePayload
 MEAN_CANDIDATE_VIDEOS = 50  # videos whose segments are all fetched for whole-video mean pooling
 SCROLL_PAGE = 1024
 
@@ -85,18 +93,31 @@ def video_results(
     frame_points = _with_payloads(frame_hits, FramePayload)
     frames = [FrameScore(p.video_id, p.t, h.score, h.id) for h, p in frame_points]
     frame_floor = score_floor(f.score for f in frames)
-    by_video = frames_by_video(frames)
-    payloads = _video_payloads(frame_points)
-    if request.pooling == "mean":
-        seg_hits = timer.run(lambda: store.query(vector, _filter(spec, "segment", exclude), limit=candidates))
-        segments = _with_payloads(seg_hits, SegmentPayload)
-        windows = _segment_windows(segments)
-        window_floor = score_floor(h.score for h in seg_hits)
-        payloads = {**_video_payloads(segments), **payloads}
+    payloads: dict[str, VideoPointPayload] = dict(_video_payloads(frame_points))
+    signal = request.signal or services.settings.search.moment_signal
+    cues = _cue_hits(services, timer, vector, spec, exclude) if signal != "visual" else []
+    fused = bool(cues) or signal == "speech"
+    segments: list[tuple[Hit, SegmentPayload]] = []
+    if fused:  # each signal on its own normalised curve (search.moments), pooled top-k
+        payloads = {**_video_payloads(cues), **payloads}
+        cue_scores = [CueScore(p.video_id, p.t_start, p.t_end, h.score, p.text) for h, p in cues]
+        speech = speech_frames(cue_scores, query_words(_query_text(request)), params.frame_step)
+        visual = normalised_visual(frames) if signal == "both" else []
+        moments = _fused_moments(visual, speech, payloads, params)
+        frames, frame_floor = fuse_signals(visual, speech, params.frame_step), 0.0
+        by_video = frames_by_video(frames)
     else:
-        windows = {v: topk_windows(fs, payloads[v].duration or 0.0, params, frame_floor) for v, fs in by_video.items()}
-        window_floor = frame_floor
-    moments = {v: video_moments(ws, by_video.get(v, []), params, window_floor, frame_floor) for v, ws in windows.items()}
+        by_video = frames_by_video(frames)
+        if request.pooling == "mean":
+            seg_hits = timer.run(lambda: store.query(vector, _filter(spec, "segment", exclude), limit=candidates))
+            segments = _with_payloads(seg_hits, SegmentPayload)
+            windows = _segment_windows(segments)
+            window_floor = score_floor(h.score for h in seg_hits)
+            payloads = {**_video_payloads(segments), **payloads}
+        else:
+            windows = {v: topk_windows(fs, payloads[v].duration or 0.0, params, frame_floor) for v, fs in by_video.items()}
+            window_floor = frame_floor
+        moments = {v: video_moments(ws, by_video.get(v, []), params, window_floor, frame_floor) for v, ws in windows.items()}
     frame_payloads = {h.id: p for h, p in frame_points}
     if request.target == "moments":
         ranked = [m for m in rank_moments(moments) if _above(m.score, request.score_threshold)]
@@ -104,7 +125,7 @@ def video_results(
         items = [_moment_item(m, frame_payloads.get(m.best_point_id or "") or payloads[m.video_id]) for m in page]
         more = len(ranked) > request.offset + limit
     else:
-        if request.pooling == "mean":
+        if request.pooling == "mean" and not fused:
             scores = _mean_video_scores(store, timer, vector, segments, request.offset + limit)
         else:
             scores = {v: video_topk_score(fs, params.k, frame_floor) for v, fs in by_video.items()}
@@ -119,9 +140,41 @@ def video_results(
     return ResultPage(tuple(items), request.offset + limit if more else None, timer.ms)
 
 
+def _fused_moments(
+    visual: Sequence[FrameScore], speech: Sequence[FrameScore], payloads: dict[str, VideoPointPayload], params: MomentParams
+) -> dict[str, list[Moment]]:
+    """Moments found by each signal on its own curve, merged per video (``merge_signal_moments``)."""
+
+    def found(frames: Sequence[FrameScore]) -> dict[str, list[Moment]]:
+        out = {}
+        for video, fs in frames_by_video(frames).items():
+            windows = topk_windows(fs, payloads[video].duration or 0.0, params, 0.0)
+            out[video] = video_moments(windows, fs, params, 0.0, 0.0)
+        return out
+
+    by_visual, by_speech = found(visual), found(speech)
+    videos = by_visual.keys() | by_speech.keys()
+    return {v: merge_signal_moments(by_visual.get(v, []), by_speech.get(v, []), params.per_video) for v in videos}
+
+
+def _cue_hits(
+    services: Services, timer: _Timer, vector: np.ndarray, spec: FilterSpec, exclude: Sequence[str]
+) -> list[tuple[Hit, CuePayload]]:
+    """The cues nearest the query: text-text cosines for a text query (cue vectors are text
+    embeddings), image-text for an image query."""
+    limit = services.settings.search.cue_candidates
+    hits = timer.run(lambda: services.store.query(vector, _filter(spec, "cue", exclude), limit=limit))
+    return _with_payloads(hits, CuePayload)
+
+
+def _query_text(request: SearchRequest) -> str:
+    """The words of the query's positive text terms (what a cue's words are matched against)."""
+    return " ".join(t.text for t in request.terms if isinstance(t, TextTerm) and t.weight > 0)
+
+
 def video_filter_spec(spec: FilterSpec) -> FilterSpec:
     """Video targets choose frames and segments themselves; a kind filter may only allow them."""
-    if spec.kinds and not {"frame", "segment"} & set(spec.kinds):
+    if spec.kinds and not {"frame", "segment", "cue"} & set(spec.kinds):
         raise BadFilter(
             f"The kind filter {list(spec.kinds)} excludes video frames and segments, which moments and videos are made of."
         )
@@ -144,9 +197,9 @@ def _with_payloads(hits: Sequence[Hit], kind: type[V]) -> list[tuple[Hit, V]]:
     return [(hit, p) for hit, p in pairs if p.video_id]
 
 
-def _video_payloads(points: Sequence[tuple[Hit, V]]) -> dict[str, FramePayload | SegmentPayload]:
+def _video_payloads(points: Sequence[tuple[Hit, V]]) -> dict[str, VideoPointPayload]:
     """One payload per video (the best-scoring hit's), for names, URIs and durations."""
-    out: dict[str, FramePayload | SegmentPayload] = {}
+    out: dict[str, VideoPointPayload] = {}
     for _, p in points:
         out.setdefault(p.video_id, p)
     return out
