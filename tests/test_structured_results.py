@@ -1,5 +1,6 @@
 """Structured results through the API on both store backends: products grouped by product,
-sorting after a relevance cutoff, and the bad-input answers for these options.
+sorting after a relevance cutoff, facet counts, feedback (liked/disliked results), MMR
+diversity, and the bad-input answers for these options.
 
 The procedural world's catalogue gives every product several photos (and one near-duplicate
 copy shared across products), which is what grouping is for.
@@ -11,18 +12,23 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from search.api import create_app
-from tests._api_support import BACKENDS, indexed
+from tests._api_support import BACKENDS, Indexed, indexed
 
 PRODUCTS = {"kinds": ["product"]}
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def client(request: pytest.FixtureRequest) -> Iterator[TestClient]:
-    ix = indexed(request.param)
+def ix(request: pytest.FixtureRequest) -> Indexed:
+    return indexed(request.param)
+
+
+@pytest.fixture(scope="module")
+def client(ix: Indexed) -> Iterator[TestClient]:
     with TestClient(create_app(ix.settings, services=ix.services)) as c:
         yield c
 
@@ -103,3 +109,77 @@ def test_an_unknown_sort_field_is_a_4xx_listing_the_allowed_ones(client: TestCli
     assert 400 <= response.status_code < 500
     message = response.text
     assert "colour" in message and all(f in message for f in ("taken_at", "price", "name"))
+
+
+# --- facets ---------------------------------------------------------------------------------------
+
+
+def test_facets_count_the_filtered_candidates_and_a_clicked_value_narrows_them(client: TestClient) -> None:
+    every_photo = _search(client, text="a shape", limit=500, filters=PRODUCTS, group=False, dedup=False)["results"]
+    page = _search(client, text="a shape", limit=5, filters=PRODUCTS, facets=["category", "brand", "kind"])
+    facets = page["facets"]
+    assert facets["kind"] == [{"value": "product", "count": len(every_photo)}]
+    assert sum(f["count"] for f in facets["category"]) == len(every_photo)
+    counts = [f["count"] for f in facets["brand"]]
+    assert counts == sorted(counts, reverse=True)
+    top = facets["category"][0]
+    narrowed = _search(client, text="a shape", limit=5, filters={**PRODUCTS, "categories": [top["value"]]}, facets=["category"])
+    assert narrowed["facets"]["category"] == [top]
+    assert "facets" not in _search(client, text="a shape", limit=1) or not _search(client, text="a shape", limit=1)["facets"]
+
+
+def test_a_facet_on_a_field_the_engine_cannot_count_is_a_4xx_listing_the_facetable_ones(client: TestClient) -> None:
+    response = client.post("/search", json={"text": "a shape", "facets": ["kind", "price"]})
+    assert 400 <= response.status_code < 500
+    assert "price" in response.text and all(f in response.text for f in ("category", "brand", "kind", "source"))
+
+
+# --- feedback -------------------------------------------------------------------------------------
+
+
+def _colours(ix: Indexed, results: list[dict[str, Any]]) -> list[set[str]]:
+    from tests._api_support import corpus
+
+    return [corpus().colours.get(r["path"], set()) for r in results]
+
+
+def test_liked_and_disliked_results_refine_a_query(client: TestClient, ix: Indexed) -> None:
+    images = {"kinds": ["image"]}
+    plain = _search(client, text="a shape", limit=20, filters=images)["results"]
+    colours = _colours(ix, plain)
+    liked = next(r for r, c in zip(plain, colours) if "red" in c and "blue" not in c)
+    disliked = next(r for r, c in zip(plain, colours) if "blue" in c and "red" not in c)
+    refined = _search(client, text="a shape", limit=10, filters=images, like=[liked["id"]], dislike=[disliked["id"]])["results"]
+    red = lambda rs: sum("red" in c for c in _colours(ix, rs))  # noqa: E731
+    blue = lambda rs: sum("blue" in c for c in _colours(ix, rs))  # noqa: E731
+    assert red(refined) > red(plain[:10]) and blue(refined) < blue(plain[:10])
+    alone = _search(client, like=[liked["id"]], limit=5, filters=images)["results"]  # liked results alone: more like these
+    assert alone and red(alone) >= 3
+
+
+def test_feedback_with_unknown_ids_names_each_of_them(client: TestClient) -> None:
+    first = _search(client, text="a shape", limit=1)["results"][0]["id"]
+    response = client.post("/search", json={"text": "a shape", "like": [first, "nope-1"], "dislike": ["nope-2"]})
+    assert response.status_code == 404
+    assert "nope-1" in response.text and "nope-2" in response.text and first not in response.text
+
+
+# --- diversity ------------------------------------------------------------------------------------
+
+
+def _mean_similarity(ix: Indexed, results: list[dict[str, Any]]) -> float:
+    hits = ix.services.store.retrieve([r["id"] for r in results], with_vectors=True)
+    m = np.stack([h.vector for h in hits])
+    m = m / np.linalg.norm(m, axis=1, keepdims=True)
+    sims = m @ m.T
+    n = len(m)
+    return float((sims.sum() - n) / (n * (n - 1)))
+
+
+def test_diverse_results_are_less_alike_and_keep_the_best_match_first(client: TestClient, ix: Indexed) -> None:
+    body = {"text": "a red circle", "limit": 10, "filters": {"kinds": ["image"]}}
+    plain = _search(client, **body)["results"]
+    diverse = _search(client, **body, diverse=True)["results"]
+    assert len(diverse) == 10 and diverse[0]["id"] == plain[0]["id"]
+    assert {r["id"] for r in diverse} != {r["id"] for r in plain}
+    assert _mean_similarity(ix, diverse) < _mean_similarity(ix, plain)

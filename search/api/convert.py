@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from search.api.schemas import (
     ContributionOut,
+    FacetOut,
     FailureOut,
     FiltersIn,
     JobOut,
@@ -55,7 +56,14 @@ def search_request(body: SearchIn, max_upload_bytes: int) -> SearchRequest:
         terms = (UrlTerm(body.url),)
     elif body.id is not None:
         terms = (IdTerm(body.id),)
-    return with_options(SearchRequest(terms=terms, positive=tuple(body.positive), negative=tuple(body.negative)), body)
+    request = SearchRequest(
+        terms=terms,
+        positive=tuple(body.positive),
+        negative=tuple(body.negative),
+        like=tuple(body.like),
+        dislike=tuple(body.dislike),
+    )
+    return with_options(request, body)
 
 
 def with_options(request: SearchRequest, options: QueryOptions) -> SearchRequest:
@@ -75,6 +83,7 @@ def with_options(request: SearchRequest, options: QueryOptions) -> SearchRequest
         group=options.group,
         sort=options.sort,
         diverse=options.diverse,
+        facets=tuple(options.facets),
         explain=options.explain,
         ensemble=options.ensemble,
         filters=filter_spec(options.filters),
@@ -156,6 +165,7 @@ def search_out(results: SearchResults, base: str = "") -> SearchOut:
         limit=results.limit,
         next_offset=results.next_offset,
         timings=TimingsOut(encode_ms=round(t.encode_ms, 3), store_ms=round(t.store_ms, 3), total_ms=round(t.total_ms, 3)),
+        facets={name: [FacetOut(value=c.value, count=c.count) for c in counts] for name, counts in results.facets.items()},
     )
 
 

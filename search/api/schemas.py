@@ -190,6 +190,11 @@ class QueryOptions(BaseModel):
         description="after the score_threshold cutoff, order by taken_at, price, name or size_bytes; prefix - for descending",
     )
     diverse: bool = Field(False, description="MMR-diversified results: near-identical shots do not fill the page")
+    facets: list[Annotated[str, Field(max_length=40)]] = Field(
+        default_factory=list,
+        max_length=10,
+        description="fields to count values of among the filtered candidates, e.g. category, brand, kind, source, year",
+    )
     explain: bool = Field(False, description="report each term's contribution to each result's score")
     ensemble: bool | None = Field(None, description="prompt ensembling for text terms (default from settings)")
     filters: FiltersIn | None = None
@@ -228,12 +233,20 @@ class SearchIn(QueryOptions):
     negative: list[Identifier] = Field(
         default_factory=list, max_length=bounds.MAX_EXAMPLES, description="example ids to be unlike"
     )
+    like: list[Identifier] = Field(
+        default_factory=list, max_length=bounds.MAX_EXAMPLES, description="feedback: results marked liked refine the query"
+    )
+    dislike: list[Identifier] = Field(
+        default_factory=list, max_length=bounds.MAX_EXAMPLES, description="feedback: results marked disliked refine the query"
+    )
 
     @model_validator(mode="after")
     def _one_way_of_asking(self) -> SearchIn:
         given = [n for n in ("text", "query", "terms", "image", "url", "id") if getattr(self, n) is not None]
         if self.positive:
             given.append("positive")
+        if not given and self.like:
+            return self  # liked results alone: "more like these"
         if len(given) != 1:
             raise ValueError(
                 "ask in exactly one way: text, query, terms, image, url, id or positive examples"
@@ -380,6 +393,11 @@ class TimingsOut(BaseModel):
     total_ms: float
 
 
+class FacetOut(BaseModel):
+    value: str | int | bool
+    count: int
+
+
 class SearchOut(BaseModel):
     target: str
     query_type: str = Field(description="text, image, id, arithmetic or examples")
@@ -389,6 +407,7 @@ class SearchOut(BaseModel):
     limit: int
     next_offset: int | None = Field(description="pass as offset for the next page; null on the last page")
     timings: TimingsOut
+    facets: dict[str, list[FacetOut]] = Field(default_factory=dict, description="asked facets: value counts, most frequent first")
 
 
 class MediaOut(BaseModel):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from search.engine.facets import facet_counts
+from search.engine.feedback import with_feedback
 from search.engine.images import image_results
 from search.engine.prepare import prepare
 from search.engine.request import Pooling, SearchRequest, Target
@@ -47,6 +49,7 @@ def search(services: Services, request: SearchRequest) -> SearchResults:
     started = time.perf_counter()
     settings = services.settings.search
     request.validate(settings.max_limit)
+    request = with_feedback(services, request)  # liked/disliked ids join the query (terms or examples)
     limit = request.limit or settings.default_limit
     if request.target == "images":  # filters are checked before any encoding work
         flt = to_store_filter(request.filters, kinds=() if request.filters.kinds else IMAGE_KINDS)
@@ -58,6 +61,8 @@ def search(services: Services, request: SearchRequest) -> SearchResults:
         spec = video_filter_spec(request.filters)
         prepared = prepare(services, request)
         page = video_results(services, request, prepared, spec, limit)
+        flt = to_store_filter(spec, kinds=("frame",))  # facets count frames: one per sampled moment
+    facets = facet_counts(services.store, flt, request.facets) if request.facets else {}
     total_ms = (time.perf_counter() - started) * 1000
     return SearchResults(
         target=request.target,
@@ -68,6 +73,7 @@ def search(services: Services, request: SearchRequest) -> SearchResults:
         next_offset=page.next_offset,
         terms=prepared.terms,
         timings=Timings(prepared.encode_ms, prepared.store_ms + page.store_ms, total_ms),
+        facets=facets,
     )
 
 

@@ -31,6 +31,8 @@ GROUP_OVERFETCH = 6  # hits fetched per shown card (products have several photos
 MIN_WINDOW = 50
 MAX_WINDOW = 1000
 SORT_WINDOW = MAX_WINDOW  # sorted pages are all cut from the best SORT_WINDOW hits above the cutoff
+DIVERSITY = 0.5  # diverse=true: MMR's trade between relevance (0) and variety (1)
+MMR_CANDIDATES = 100  # the best hits MMR picks a diverse page from
 
 Fetch = Callable[[int, int, bool], list[Hit]]  # (limit, offset, with_vectors) -> hits
 Build = Callable[[Hit, tuple[str, ...], tuple[ResultItem, ...]], ResultItem]  # (hit, duplicates, variants)

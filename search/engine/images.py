@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from search.dedup import duplicate_groups
-from search.engine.cards import shaped_page
+from search.engine.cards import DIVERSITY, MMR_CANDIDATES, shaped_page
 from search.engine.prepare import PreparedQuery
 from search.engine.request import SearchRequest
 from search.engine.results import Contribution, ResultItem
@@ -38,6 +38,7 @@ class ResultPage:
 def image_results(services: Services, request: SearchRequest, prepared: PreparedQuery, flt: Filter, limit: int) -> ResultPage:
     """A page of point results; duplicates collapse when asked, or by default for products."""
     fetch = _Fetcher(services, prepared, flt, request.score_threshold)
+    fetch.diverse = request.diverse
     dedup = request.dedup
     threshold = request.dedup_threshold or services.settings.search.dedup_threshold
     if request.group or request.sort:  # asked for explicitly: no need to look at the hits first
@@ -132,6 +133,7 @@ class _Fetcher:
 
     def __init__(self, services: Services, prepared: PreparedQuery, flt: Filter, threshold: float | None) -> None:
         self.store = services.store
+        self.diverse = False  # MMR over the dense candidates (search.engine.cards.DIVERSITY)
         self.prepared = prepared
         self.flt = flt
         self.threshold = threshold
@@ -146,6 +148,11 @@ class _Fetcher:
 
     def _run(self, limit: int, offset: int, with_vectors: bool) -> list[Hit]:
         p = self.prepared
+        if self.diverse and p.vector is not None:  # the engine's MMR re-ranks dense candidates; keywords take no part
+            candidates = max(MMR_CANDIDATES, 3 * (limit + offset))
+            return self.store.query_diverse(
+                p.vector, self.flt, limit, offset, DIVERSITY, candidates, self.threshold, with_vectors
+            )
         if p.vector is not None:
             return self.store.query(p.vector, self.flt, limit, offset, self.threshold, with_vectors)
         hits = self.store.recommend(list(p.positive), list(p.negative), self.flt, limit, offset, self.threshold)

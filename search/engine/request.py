@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from search import bounds
+from search.engine.facets import check_facets
 from search.errors import BadQuery
 from search.filters import FilterSpec
 from search.query import FileTerm, IdTerm, Term, TextTerm
@@ -56,15 +57,22 @@ class SearchRequest:
     group: bool | None = None  # one result per product (variants listed); None: on when every hit is a product
     sort: str | None = None  # after the cutoff (score_threshold): a SORT_FIELDS name, "-name" for descending
     diverse: bool = False  # MMR: trade some relevance for variety, so near-identical shots do not fill a page
+    facets: tuple[str, ...] = ()  # fields whose value counts among the filtered candidates come back too
+    like: tuple[str, ...] = ()  # feedback: results marked liked refine the query (search.engine.feedback)
+    dislike: tuple[str, ...] = ()  # … and results marked disliked
 
     def validate(self, max_limit: int) -> None:
         """Refuse requests that cannot run, with a message for the user (BadQuery)."""
-        if bool(self.terms) == bool(self.positive):
+        if (self.terms and self.positive) or not (self.terms or self.positive or self.like):
             raise BadQuery("Give either query terms (text, image, url or id) or positive example ids, not both or neither.")
         if self.negative and not self.positive:
             raise BadQuery("Negative examples need at least one positive example.")
         if len(self.positive) + len(self.negative) > MAX_EXAMPLES:
             raise BadQuery(f"At most {MAX_EXAMPLES} example ids may be given.")
+        if len(self.like) + len(self.dislike) > MAX_EXAMPLES:
+            raise BadQuery(f"At most {MAX_EXAMPLES} liked and disliked ids may be given.")
+        if self.dislike and not (self.terms or self.positive or self.like):
+            raise BadQuery("Disliked results need a query or a liked result to refine.")
         if self.target not in TARGETS:
             raise BadQuery(f"Unknown target {self.target!r}; use one of: {', '.join(TARGETS)}.")
         if self.pooling not in POOLINGS:
@@ -84,6 +92,7 @@ class SearchRequest:
         if self.sort is not None and sort_key(self.sort) not in SORT_FIELDS:
             allowed = ", ".join(SORT_FIELDS)
             raise BadQuery(f"Unknown sort field {self.sort!r}; sort by one of: {allowed} (prefix - for descending).")
+        check_facets(self.facets)
         if not self.allow_files:
             for term in self.terms:
                 if isinstance(term, FileTerm):

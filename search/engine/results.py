@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from search.engine.facets import FacetCount
 from search.moments import Moment
 from search.payload import Payload
 
@@ -70,3 +72,4 @@ class SearchResults:
     next_offset: int | None  # pass as ``offset`` for the next page; None when there is none
     terms: tuple[TermInfo, ...] = ()
     timings: Timings = field(default_factory=Timings)
+    facets: Mapping[str, tuple[FacetCount, ...]] = field(default_factory=dict)  # field → value counts, when asked

@@ -179,6 +179,24 @@ class VectorStore(Protocol):
     ) -> list[Hit]:
         """More like ``positive`` ids, less like ``negative`` ids; the examples themselves are excluded."""
 
+    def query_diverse(
+        self,
+        vector: Vector,
+        flt: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        diversity: float = 0.5,
+        candidates: int = 100,
+        score_threshold: float | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """``query`` re-ranked by the engine's MMR (maximal marginal relevance) over the best
+        ``candidates``: ``diversity`` 0 is plain relevance, 1 only variety."""
+
+    def facet(self, key: str, flt: Filter | None = None, limit: int = 20) -> list[tuple[str | int | bool, int]]:
+        """Exact counts of an indexed keyword/integer field's values among the points matching
+        ``flt``, most frequent first (the engine's facet)."""
+
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         """Points by id, in the order asked; unknown ids are left out. ``score`` is 1.0."""
 

@@ -276,6 +276,30 @@ class EdgeStore:
         records, next_offset = self._call(lambda shard: shard.scroll(request))
         return Page([to_hit(r, 1.0) for r in records], None if next_offset is None else str(next_offset))
 
+    # -- structured results: diversity and facets ------------------------------------------
+
+    def query_diverse(
+        self,
+        vector: Vector,
+        flt: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        diversity: float = 0.5,
+        candidates: int = 100,
+        score_threshold: float | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """Nearest points re-ranked by the engine's MMR over the best ``candidates``."""
+        check_page(limit, offset)
+        mmr = qe.Mmr(query_vector(vector, self.dim), 1.0 - diversity, max(candidates, limit + offset))
+        return self._query(mmr, flt, limit, offset, score_threshold, with_vectors)
+
+    def facet(self, key: str, flt: Filter | None = None, limit: int = 20) -> list[tuple[str | int | bool, int]]:
+        """Exact counts of ``key``'s values among the points matching ``flt``, most frequent first."""
+        request = qe.FacetRequest(key, limit=limit, exact=True, filter=to_filter(visible(flt)))
+        response = self._call(lambda shard: shard.facet(request))
+        return [(hit.value, int(hit.count)) for hit in response.hits]
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:

@@ -238,6 +238,32 @@ class ServerStore:
         )
         return Page([to_hit(r, 1.0) for r in records], None if next_offset is None else str(next_offset))
 
+    # -- structured results: diversity and facets ------------------------------------------
+
+    def query_diverse(
+        self,
+        vector: Vector,
+        flt: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        diversity: float = 0.5,
+        candidates: int = 100,
+        score_threshold: float | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """Nearest points re-ranked by the engine's MMR over the best ``candidates``."""
+        check_page(limit, offset)
+        mmr = models.Mmr(diversity=diversity, candidates_limit=max(candidates, limit + offset))
+        nearest = models.NearestQuery(nearest=query_vector(vector, self.dim), mmr=mmr)
+        return self._query(nearest, flt, limit, offset, score_threshold, with_vectors)
+
+    def facet(self, key: str, flt: Filter | None = None, limit: int = 20) -> list[tuple[str | int | bool, int]]:
+        """Exact counts of ``key``'s values among the points matching ``flt``, most frequent first."""
+        response = self._call(
+            lambda c: c.facet(self.collection, key=key, facet_filter=to_filter(visible(flt)), limit=limit, exact=True)
+        )
+        return [(hit.value, int(hit.count)) for hit in response.hits]
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
