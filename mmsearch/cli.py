@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="model spec (MMSEARCH_MODEL), e.g. ViT-B-32:laion2b_s34b_b79k or mmsearch-synthetic")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in (_ingest, _watch, _search, _serve, _demo, _jobs, _optimize, _doctor, _embed, _worker, _train):
+    for register in (_ingest, _watch, _duplicates, _search, _serve, _demo, _jobs, _optimize, _doctor, _embed, _worker, _train):
         register(commands)
     return parser
 
@@ -83,6 +83,12 @@ def _run_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _watch(commands: argparse._SubParsersAction) -> None:
     from mmsearch.watch import add_arguments
+
+    add_arguments(commands, _command)
+
+
+def _duplicates(commands: argparse._SubParsersAction) -> None:
+    from mmsearch.duplicates_command import add_arguments
 
     add_arguments(commands, _command)
 

@@ -48,6 +48,7 @@ def serve(
     import uvicorn
 
     from ingest.jobs import BackgroundLauncher
+    from ingest.watch import FolderWatcher, registry_for
     from search.api import create_app
 
     host = host or settings.api.host
@@ -60,7 +61,8 @@ def serve(
         ensure_free("127.0.0.1", ui_port, "UI")
     services = services or Services(settings)
     launcher = BackgroundLauncher(services)
-    app = create_app(settings, services=services, launcher=launcher)
+    watcher = FolderWatcher(settings, services.catalog, launcher, registry=registry_for(settings)).start()
+    app = create_app(settings, services=services, launcher=launcher, watcher=watcher)
     api_url = f"http://{client_host(host)}:{port}"
     key = settings.api.api_key.get_secret_value() if settings.api.api_key else None
     ui = start_ui(api_url, ui_port, log_path=settings.data_dir / "logs" / "ui.log", api_key=key) if with_ui else None
@@ -77,6 +79,7 @@ def serve(
         signal.signal(signal.SIGTERM, previous)
         if ui is not None:
             stop_process(ui)
+        watcher.close()
         launcher.close()
         services.close()
     return EXIT_OK

@@ -154,3 +154,36 @@ def test_registry_keeps_watched_folders_with_their_excludes(tmp_path: Path) -> N
         assert WatchRegistry(tmp_path / "watched.json").load() == []
     finally:
         services.close()
+
+
+def test_api_registers_lists_and_removes_watched_folders(tmp_path: Path, embedder: Embedder) -> None:
+    media = tmp_path / "media"
+    make_image(media / "a.jpg", "red")
+    ingest = {"watch_debounce": 0.3, "watch_rescan_interval": 0, "allowed_roots": [str(media)]}
+    services = SharedModelServices(base_settings(tmp_path / "data", ingest=ingest), embedder)
+
+    def rescan(request: IngestRequest) -> str:
+        return run_ingest(services, request).id
+
+    watcher = FolderWatcher(services.settings, services.catalog, rescan, registry=WatchRegistry(tmp_path / "w.json")).start()
+    try:
+        with TestClient(create_app(services.settings, services=services, watcher=watcher)) as client:
+            outside = client.post("/sources/watch", json={"path": str(tmp_path)})
+            assert outside.status_code == 422 and "path" in outside.text
+            assert client.post("/sources/watch", json={"path": str(media), "colour": "x"}).status_code == 422
+            added = client.post("/sources/watch", json={"path": str(media), "exclude": ["*.png"]})
+            assert added.status_code == 201, added.text
+            source_id = added.json()["id"]
+            wait_for("the watched folder is indexed", lambda: status_of(services, media / "a.jpg") == "indexed")
+            listed = {s["id"]: s for s in client.get("/sources").json()["sources"]}
+            assert listed[source_id]["kind"] == "folder" and listed[source_id]["watch"]["exclude"] == ["*.png"]
+            assert listed[source_id]["watch"]["state"] in ("watching", "scanning")
+            assert client.delete(f"/sources/{source_id}/watch").status_code == 204
+            assert client.delete(f"/sources/{source_id}/watch").status_code == 404
+            assert client.get("/sources").json()["sources"][0]["watch"] is None
+        with TestClient(create_app(services.settings, services=services)) as client:
+            assert client.post("/sources/watch", json={"path": str(media)}).status_code == 503
+            assert client.get("/sources").json()["watching"] is False
+    finally:
+        watcher.close()
+        services.close()

@@ -17,10 +17,10 @@ from search.api import errors
 from search.api.deps import AppState, require_read_access
 from search.api.limits import BodyLimitMiddleware, UrlFetchGate, body_limit
 from search.api.metrics import Metrics, MetricsMiddleware
-from search.api.routers import ingest, media, ops
+from search.api.routers import duplicates, ingest, media, ops, sources
 from search.api.routers import search as search_router
 from search.errors import FetchTimeout, MMSearchError, Overloaded
-from search.services import IngestLauncher, Services
+from search.services import IngestLauncher, Services, WatchControl
 from search.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,17 @@ Semantic search over photos, video moments and products (CLIP embeddings in Qdra
 """
 
 
-def create_app(settings: Settings, services: Services | None = None, launcher: IngestLauncher | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    services: Services | None = None,
+    launcher: IngestLauncher | None = None,
+    watcher: WatchControl | None = None,
+) -> FastAPI:
     """The API over ``services`` (built here when not given; then also closed at shutdown).
 
     ``launcher`` starts ingest jobs (embedded mode: in this process; distributed: Celery);
-    without one, ``POST /ingest`` answers 503.
+    without one, ``POST /ingest`` answers 503. ``watcher`` keeps the folders registered through
+    ``/sources/watch`` indexed; without one, watching answers 503.
     """
     state = AppState(
         settings=settings,
@@ -54,6 +60,7 @@ def create_app(settings: Settings, services: Services | None = None, launcher: I
         launcher=launcher,
         metrics=Metrics(),
         owns_services=services is None,
+        watcher=watcher,
     )
 
     @asynccontextmanager
@@ -75,6 +82,8 @@ def create_app(settings: Settings, services: Services | None = None, launcher: I
             {"name": "search", "description": "text, image, arithmetic and example queries"},
             {"name": "media", "description": "metadata, thumbnails and original files"},
             {"name": "ingest", "description": "start ingestion and watch jobs"},
+            {"name": "sources", "description": "sources and watched folders"},
+            {"name": "duplicates", "description": "exact and near-duplicate groups across the archive"},
             {"name": "operations", "description": "health, readiness, stats and metrics"},
         ],
     )
@@ -83,7 +92,7 @@ def create_app(settings: Settings, services: Services | None = None, launcher: I
     errors.install(app)
     app.add_exception_handler(FetchTimeout, _fetch_timeout)  # type: ignore[arg-type]
     app.add_exception_handler(Overloaded, _overloaded)  # type: ignore[arg-type]
-    for router in (search_router.router, media.router, ingest.router, ops.router):
+    for router in (search_router.router, media.router, ingest.router, sources.router, duplicates.router, ops.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=body_limit(settings.api.max_upload_bytes))
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from search import bounds
 from search.api.metrics import Metrics
 from search.api.schemas import FiltersIn, Kind, PoolingName, QueryOptions, TargetName
-from search.services import IngestLauncher, Services
+from search.services import IngestLauncher, Services, WatchControl
 from search.settings import Settings
 
 
@@ -35,6 +35,7 @@ class AppState:
     metrics: Metrics
     owns_services: bool  # closed at shutdown only when the app created them
     startup_error: str | None = None
+    watcher: WatchControl | None = None  # watched folders (mmsearch serve in embedded mode), else None
 
 
 async def get_state(request: Request) -> AppState:
