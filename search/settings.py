@@ -161,6 +161,12 @@ class ApiSettings(BaseModel):
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_url_fetches: int = Field(8, ge=1, le=1000, description="searches fetching an image URL at once; more get 429")
     max_url_fetches_per_client: int = Field(2, ge=1, le=1000, description="the same, per client address")
+    clip_max_seconds: float = Field(300.0, gt=0, le=3600, description="longest clip GET /media/{id}/clip cuts")
+    clip_keyframe_tolerance: float = Field(
+        1.0, ge=0, le=30, description="seconds a clip may start early to be stream-copied from a keyframe"
+    )
+    clip_deadline: float = Field(60.0, gt=0, le=600, description="seconds cutting one clip may take")
+    clip_cache: int = Field(50, ge=1, le=10_000, description="cut clips kept in the data dir's tmp/clips")
 
     @model_validator(mode="after")
     def _reads_need_a_key(self) -> ApiSettings:
