@@ -265,3 +265,22 @@ def test_a_sigkilled_ingest_is_shown_interrupted_and_the_next_run_resumes_it(tmp
         services.close()
     assert sorted(points) == sorted(image_point_id(p) for p in images), "every photo indexed exactly once"
     assert {r.status for r in records if r is not None} == {"indexed"} and None not in records
+
+
+def test_the_api_shows_a_job_whose_runner_died_as_interrupted_with_its_owner(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from search.api import create_app
+
+    settings = base_settings(tmp_path / "data", store_url="memory://api-jobs")
+    services = Services(settings)
+    owner = _dead_owner()
+    job = services.catalog.create_job("ingest", PARAMS, owner=owner.encode())
+    services.catalog.start_job(job.id)
+    with TestClient(create_app(settings, services=services)) as client:
+        one = client.get(f"/jobs/{job.id}").json()
+        listed = client.get("/jobs").json()["jobs"]
+        counted = client.get("/stats").json()
+    assert one["status"] == "interrupted" and one["owner"] == owner.encode()
+    assert [j["status"] for j in listed if j["id"] == job.id] == ["interrupted"]
+    assert (counted["running_jobs"], counted["interrupted_jobs"]) == (0, 1)

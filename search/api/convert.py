@@ -307,6 +307,10 @@ def job_out(job: Any, failures: Sequence[Any] = ()) -> JobOut:
         started_at=job.started_at,
         finished_at=job.finished_at,
         failures=[FailureOut(uri=f.uri, reason=f.reason, at=f.at) for f in failures],
+        owner=job.owner,
+        heartbeat_at=job.heartbeat_at,
+        resumed_from=job.resumed_from,
+        resumed_by=job.resumed_by,
     )
 
 

@@ -463,6 +463,7 @@ class StatsOut(BaseModel):
     total_points: int
     catalog: dict[str, dict[str, int]] = Field(description="media per kind and status")
     running_jobs: int
+    interrupted_jobs: int = Field(0, description="jobs whose runner died, not yet resumed")
     index: IndexOut | None = None
 
 
@@ -486,7 +487,7 @@ class FailureOut(BaseModel):
 class JobOut(BaseModel):
     id: str
     kind: str
-    status: str = Field(description="queued, running, done, failed or cancelled")
+    status: str = Field(description="queued, running, done, failed, cancelled or interrupted (its runner died)")
     params: dict[str, Any]
     discovered: int
     indexed: int
@@ -499,6 +500,10 @@ class JobOut(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     failures: list[FailureOut] = Field(default_factory=list, description="why items were not indexed (first ones)")
+    owner: str | None = Field(None, description="the process running an embedded job")
+    heartbeat_at: datetime | None = None
+    resumed_from: str | None = Field(None, description="the interrupted or cancelled job this run continues")
+    resumed_by: str | None = Field(None, description="the later run that continued this one")
 
 
 class JobsOut(BaseModel):

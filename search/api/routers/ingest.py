@@ -88,6 +88,7 @@ def list_jobs(
     failures: Annotated[int, Query(ge=0, le=100, description="failures listed per job")] = 5,
 ) -> JobsOut:
     catalog = state.services.catalog
+    catalog.interrupt_orphaned_jobs(state.services.settings.ingest.heartbeat_timeout)  # a dead runner's job is not running
     jobs = catalog.list_jobs(limit=limit, status=status)
     return JobsOut(
         jobs=[convert.job_out(j, catalog.job_failures(j.id, limit=failures) if failures and j.failed else []) for j in jobs]
@@ -101,5 +102,6 @@ def get_job(
     failures: Annotated[int, Query(ge=0, le=10_000)] = 100,
 ) -> JobOut:
     catalog = state.services.catalog
+    catalog.interrupt_orphaned_jobs(state.services.settings.ingest.heartbeat_timeout)
     job = catalog.get_job(job_id)
     return convert.job_out(job, catalog.job_failures(job_id, limit=failures) if failures else [])

@@ -65,6 +65,7 @@ async def stats(state: State, request: Request) -> StatsOut:
         total_points=s.total_points,
         catalog=s.catalog,
         running_jobs=s.running_jobs,
+        interrupted_jobs=s.interrupted_jobs,
         index=None if s.index is None else _index_out(s.index),
     )
 
