@@ -104,3 +104,23 @@ def test_api_lists_groups_as_json_and_csv(archive: Archive) -> None:
         assert len(list(csv.DictReader(io.StringIO(exported.text)))) == 4
         bad = client.get("/duplicates", params={"threshold": 2})
         assert bad.status_code == 422 and "threshold" in bad.text
+
+
+@pytest.mark.slow
+def test_duplicates_page_shows_the_groups_the_api_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+    from streamlit.testing.v1 import AppTest
+
+    from tests import ui_live
+
+    api = ui_live.shared_api()
+    expected = httpx.get(f"{api.url}/duplicates", params={"threshold": 0.95}, timeout=300).json()
+    monkeypatch.setenv("MMSEARCH_API_URL", api.url)
+    at = AppTest.from_file(str(ui_live.ROOT / "ui" / "app.py"), default_timeout=300).run()
+    at.switch_page("pages_duplicates.py").run()
+    next(b for b in at.button if b.label == "Find duplicates").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Exact groups"] == str(expected["exact_groups"])
+    assert metrics["Near groups"] == str(expected["near_groups"])
+    assert len(at.dataframe) == min(len(expected["groups"]), 50)

@@ -187,3 +187,35 @@ def test_api_registers_lists_and_removes_watched_folders(tmp_path: Path, embedde
     finally:
         watcher.close()
         services.close()
+
+
+@pytest.mark.slow
+def test_ingest_page_adds_lists_and_removes_a_watched_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+    from streamlit.testing.v1 import AppTest
+
+    from tests import ui_live
+
+    api = ui_live.shared_api()  # a real `mmsearch serve`, which runs the watcher
+    folder = api.data.corpus / "watched-by-ui"
+    make_image(folder / "w.jpg", "yellow")
+    monkeypatch.setenv("MMSEARCH_API_URL", api.url)
+    at = AppTest.from_file(str(ui_live.ROOT / "ui" / "app.py"), default_timeout=60).run()
+    at.switch_page("pages_ingest.py").run()
+    at.text_input(key="watch.path").input(str(folder))
+    at.text_input(key="watch.exclude").input("*.png")
+    next(b for b in at.button if b.label == "Watch folder").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.run()
+    rows = [m.value for m in at.markdown if str(folder) in m.value]
+    assert rows and "skips *.png" in rows[0]
+    wait_for(
+        "the watched folder is indexed by the server",
+        lambda: any(
+            s.get("watch") and s["watch"]["state"] == "watching" and s["watch"]["last_job"]
+            for s in httpx.get(f"{api.url}/sources", timeout=10).json()["sources"]
+        ),
+    )
+    next(b for b in at.button if b.label == "Stop watching").click().run()
+    at.run()
+    assert not [m.value for m in at.markdown if str(folder) in m.value and "badge" in m.value]

@@ -27,6 +27,7 @@ PAGES = (
     ("pages_moments.py", "Video moments", ":material/movie:"),
     ("pages_products.py", "Products", ":material/shopping_bag:"),
     ("pages_ingest.py", "Ingest", ":material/cloud_upload:"),
+    ("pages_duplicates.py", "Duplicates", ":material/content_copy:"),
     ("pages_status.py", "Status", ":material/monitor_heart:"),
 )
 

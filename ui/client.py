@@ -342,6 +342,61 @@ class Job:
         return min(1.0, self.processed / self.discovered) if self.discovered else 0.0
 
 
+@dataclass(frozen=True)
+class WatchedSource:
+    """A watched folder (``/sources``): its excludes and how the watcher finds it."""
+
+    id: str
+    path: str
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    state: str  # starting | watching | scanning | missing | empty
+    detail: str
+    last_job: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    kind: str
+    uri: str
+    last_scan_at: str | None
+    watch: WatchedSource | None
+
+
+@dataclass(frozen=True)
+class DuplicateMember:
+    media_id: str
+    uri: str
+    kind: str
+    size_bytes: int | None
+    taken_at: float | None
+    width: int | None
+    height: int | None
+    similarity: float
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    kind: str  # exact | near
+    key: str
+    reclaimable_bytes: int
+    members: tuple[DuplicateMember, ...]
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """``GET /duplicates``: the groups, largest savings first, and the run's figures."""
+
+    groups: tuple[DuplicateGroup, ...]
+    exact_groups: int
+    near_groups: int
+    media_checked: int
+    reclaimable_bytes: int
+    seconds: float
+    document: Mapping[str, Any]  # the answer as sent, for a JSON export
+
+
 # --- the client -------------------------------------------------------------------------------
 
 
@@ -437,6 +492,28 @@ class ApiClient:
     def job(self, job_id: str) -> Job:
         return _job(self._request("GET", f"/jobs/{quote(job_id, safe='')}"))
 
+    # sources, watched folders, duplicates
+    def sources(self) -> tuple[list[Source], bool]:
+        """Every source, and whether the server watches folders at all."""
+        data = self._request("GET", "/sources")
+        return [_source(item) for item in data.get("sources", [])], bool(data.get("watching"))
+
+    def watch(
+        self, path: str, include: Sequence[str] = (), exclude: Sequence[str] = (), api_key: str | None = None
+    ) -> WatchedSource:
+        headers = {"X-API-Key": api_key} if api_key else None
+        body = {"path": path, "include": list(include), "exclude": list(exclude)}
+        return _watched(self._request("POST", "/sources/watch", json=body, headers=headers, ok=(201,)))
+
+    def unwatch(self, source_id: str, api_key: str | None = None) -> None:
+        headers = {"X-API-Key": api_key} if api_key else None
+        self._request("DELETE", f"/sources/{quote(source_id, safe='')}/watch", headers=headers, ok=(204,))
+
+    def duplicates(self, threshold: float = 0.95, kind: str = "all", timeout: float = 600.0) -> Duplicates:
+        """Compares the whole archive on the server: slow on a large one, hence the long timeout."""
+        data = self._request("GET", "/duplicates", params={"threshold": threshold, "kind": kind}, timeout=timeout)
+        return _duplicates(data)
+
     # plumbing
     def _request(self, method: str, path: str, ok: Sequence[int] = (200,), timeout: float | None = None, **kwargs: Any) -> Any:
         """Send one request; every way it can fail becomes an ApiError with a readable message."""
@@ -454,6 +531,8 @@ class ApiClient:
             raise ApiUnavailable(f"The connection to the API at {self.base_url} failed ({type(exc).__name__}).") from exc
         if response.status_code not in ok:
             raise _error_from(response)
+        if response.status_code == 204:
+            return None
         try:
             return response.json()
         except ValueError as exc:
@@ -576,6 +655,58 @@ def _job(d: Mapping[str, Any]) -> Job:
         created_at=str(d.get("created_at", "")),
         params=d.get("params") or {},
         failures=tuple(JobFailure(str(f.get("uri", "")), str(f.get("reason", ""))) for f in d.get("failures") or ()),
+    )
+
+
+def _watched(d: Mapping[str, Any]) -> WatchedSource:
+    return WatchedSource(
+        id=str(d["id"]),
+        path=str(d.get("path", "")),
+        include=tuple(d.get("include") or ()),
+        exclude=tuple(d.get("exclude") or ()),
+        state=str(d.get("state", "")),
+        detail=str(d.get("detail", "")),
+        last_job=d.get("last_job"),
+    )
+
+
+def _source(d: Mapping[str, Any]) -> Source:
+    watch = d.get("watch")
+    return Source(
+        str(d["id"]), str(d.get("kind", "")), str(d.get("uri", "")), d.get("last_scan_at"), _watched(watch) if watch else None
+    )
+
+
+def _duplicates(d: Mapping[str, Any]) -> Duplicates:
+    groups = tuple(
+        DuplicateGroup(
+            kind=str(g.get("kind", "")),
+            key=str(g.get("key", "")),
+            reclaimable_bytes=int(g.get("reclaimable_bytes") or 0),
+            members=tuple(
+                DuplicateMember(
+                    media_id=str(i.get("media_id", "")),
+                    uri=str(i.get("uri", "")),
+                    kind=str(i.get("kind", "")),
+                    size_bytes=i.get("size_bytes"),
+                    taken_at=i.get("taken_at"),
+                    width=i.get("width"),
+                    height=i.get("height"),
+                    similarity=float(i.get("similarity") or 0.0),
+                )
+                for i in g.get("items") or ()
+            ),
+        )
+        for g in d.get("groups") or ()
+    )
+    return Duplicates(
+        groups=groups,
+        exact_groups=int(d.get("exact_groups") or 0),
+        near_groups=int(d.get("near_groups") or 0),
+        media_checked=int(d.get("media_checked") or 0),
+        reclaimable_bytes=int(d.get("reclaimable_bytes") or 0),
+        seconds=float(d.get("seconds") or 0.0),
+        document=d,
     )
 
 

@@ -3,6 +3,9 @@
 The job runs in the API process (embedded mode) or on Celery workers; this page only starts
 it and polls ``GET /jobs/{id}``: a fragment refreshes the counters every second while the
 job is running, without re-running the rest of the page.
+
+Watched folders (``/sources``) are listed below the jobs: the API's process rescans each one
+after its files change, so new photos appear without starting a job; each can be removed here.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import components
-from ui.client import ApiClient, ApiError, IngestJobRequest, Job
+from ui.client import ApiClient, ApiError, IngestJobRequest, Job, Source
 
 SOURCES = {
     "folder": ("Folder or file", "/data/photos", "A folder on the API's machine; every image and video beneath it is indexed."),
@@ -26,6 +29,7 @@ SOURCES = {
 JOB_KEY = "ingest.job"
 DONE_KEY = "ingest.job_done"  # set once the watched job finished: stop polling
 POLL_SECONDS = 1.0
+WATCH_STATES = {"starting": "gray", "watching": "green", "scanning": "blue", "missing": "orange", "empty": "orange"}
 
 
 def render() -> None:
@@ -41,6 +45,7 @@ def render() -> None:
     elif job_id:
         _watch(job_id)
     _recent_jobs(api)
+    _watched_folders(api)
 
 
 def _start_form(api: ApiClient) -> None:
@@ -153,6 +158,55 @@ def _recent_jobs(api: ApiClient) -> None:
         job = components.attempt(lambda: api.job(chosen), "Job")
         if job is not None and job.failures:
             st.dataframe([{"item": f.uri, "reason": f.reason} for f in job.failures], hide_index=True, width="stretch")
+
+
+def _watched_folders(api: ApiClient) -> None:
+    st.subheader("Watched folders", anchor=False)
+    found = components.attempt(api.sources, "Sources")
+    if found is None:
+        return
+    sources, watching = found
+    if not watching:
+        st.caption("This server does not watch folders (run `mmsearch serve` in embedded mode, or `mmsearch watch PATH`).")
+        return
+    watched = [s for s in sources if s.watch is not None]
+    if not watched:
+        st.caption("No folder is watched yet: add one to index new and changed files as they appear.")
+    for source in watched:
+        _watched_row(api, source)
+    with st.form("watch.form", border=True):
+        path = st.text_input("Folder to watch", key="watch.path", placeholder="/data/photos")
+        exclude = st.text_input("Skip files matching", key="watch.exclude", placeholder="*/cache/*, *.png")
+        api_key = st.text_input("API key", key="watch.api_key", type="password", help="Needed only when the API has one.")
+        added = st.form_submit_button("Watch folder", icon=":material/visibility:")
+    if added:
+        if not (path or "").strip():
+            st.warning("Enter the folder to watch.", icon=":material/edit:")
+            return
+        globs = tuple(p.strip() for p in (exclude or "").split(",") if p.strip())
+        try:
+            folder = api.watch(path.strip(), exclude=globs, api_key=api_key or None)
+        except ApiError as error:
+            components.show_error(error, "Could not watch the folder")
+            return
+        st.toast(f"Watching {folder.path}", icon=":material/visibility:")
+        st.rerun()
+
+
+def _watched_row(api: ApiClient, source: Source) -> None:
+    watch = source.watch
+    assert watch is not None
+    with st.container(border=True, horizontal=True, key=f"watched_{source.id}"):
+        colour = WATCH_STATES.get(watch.state, "gray")
+        excludes = f" · skips {', '.join(watch.exclude)}" if watch.exclude else ""
+        st.markdown(f"**{watch.path}** &nbsp; :{colour}-badge[{watch.state}]  \n{watch.detail or '&nbsp;'}{excludes}")
+        if st.button("Stop watching", key=f"unwatch.{source.id}", icon=":material/visibility_off:"):
+            try:
+                api.unwatch(source.id, api_key=st.session_state.get("watch.api_key") or None)
+            except ApiError as error:
+                components.show_error(error, "Could not stop watching")
+                return
+            st.rerun()
 
 
 if __name__ == "__main__":
