@@ -17,7 +17,7 @@ from search.api import errors
 from search.api.deps import AppState, require_read_access
 from search.api.limits import BodyLimitMiddleware, UrlFetchGate, body_limit
 from search.api.metrics import Metrics, MetricsMiddleware
-from search.api.routers import clips, duplicates, ingest, media, ops, sources
+from search.api.routers import clips, duplicates, ingest, media, ops, saliency, sources
 from search.api.routers import search as search_router
 from search.errors import FetchTimeout, MMSearchError, Overloaded
 from search.services import IngestLauncher, Services, WatchControl
@@ -92,7 +92,8 @@ def create_app(
     errors.install(app)
     app.add_exception_handler(FetchTimeout, _fetch_timeout)  # type: ignore[arg-type]
     app.add_exception_handler(Overloaded, _overloaded)  # type: ignore[arg-type]
-    routers = (search_router.router, media.router, clips.router, ingest.router, sources.router, duplicates.router, ops.router)
+    routers = (search_router.router, saliency.router, media.router, clips.router, ingest.router, sources.router)
+    routers += (duplicates.router, ops.router)
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=body_limit(settings.api.max_upload_bytes))

@@ -330,6 +330,45 @@ class MomentOut(BaseModel):
     file_url: str = Field(description="the video, with a #t=start,end media fragment")
 
 
+class SaliencyIn(BaseModel):
+    """A text query scored against every instant of one video."""
+
+    model_config = _STRICT
+
+    text: str = Field(min_length=1, max_length=2000, description="what to look and listen for")
+    signal: SignalName | None = Field(None, description="visual, speech or both (default from settings)")
+    per_video: int = Field(bounds.DEFAULT_PER_VIDEO, ge=1, le=bounds.MAX_PER_VIDEO, description="moments to shade")
+
+
+class FrameScoreOut(BaseModel):
+    t: float = Field(description="seconds")
+    score: float = Field(description="cosine of the frame with the query")
+
+
+class CueScoreOut(BaseModel):
+    start: float
+    end: float
+    score: float = Field(description="cosine of the cue's text embedding with the query")
+    text: str
+
+
+class CurvePointOut(BaseModel):
+    t: float
+    score: float = Field(description="fused and rescaled: 0..1 visual, up to 2 for a cue saying the query's words")
+    signal: str = Field(description="the signal that scored this instant: visual or speech")
+
+
+class SaliencyOut(BaseModel):
+    """Lighthouse's saliency: the per-instant score curve of one video, and its moments."""
+
+    video_id: str
+    duration: float | None
+    frames: list[FrameScoreOut]
+    cues: list[CueScoreOut]
+    curve: list[CurvePointOut]
+    moments: list[MomentOut]
+
+
 class ProductOut(BaseModel):
     product_id: str | None = None
     title: str | None = None
