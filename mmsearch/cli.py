@@ -146,6 +146,13 @@ def _search(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--pooling", choices=["topk", "mean"], default="topk", help="video pooling for moments and videos")
     sub.add_argument("--folder", metavar="DIR", help="only files under this absolute folder")
     sub.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
+    sub.add_argument(
+        "--mode",
+        choices=["hybrid", "vector", "keyword"],
+        default=None,
+        help='text queries: visual and keyword ranking fused (default), or either alone; "quoted phrases" rank first',
+    )
+    sub.add_argument("--keywords", action="store_true", help="arithmetic queries: their text terms count as keywords too")
     sub.add_argument("--explain", action="store_true", help="show each term's contribution to each score")
     sub.add_argument("--json", action="store_true", help="print the API's response document")
 

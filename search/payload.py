@@ -24,16 +24,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_HISTORY: Mapping[int, str] = {
     1: "the layout before versioning: no schema record in the collection",
     2: "schema record; derived geo field (from gps_lat/gps_lon) with a geo index",
+    3: "searchable text: a text field, the derived words field (full-text index) and its BM25 sparse vector",
 }
 
 _INDEX = "index"
@@ -105,6 +107,10 @@ class PointPayload:
     width: int | None = _field(FieldType.INTEGER, default=None)
     height: int | None = _field(FieldType.INTEGER, default=None)
     thumb: str | None = _field(default=None)  # relative to the thumbnails folder
+    text: str | None = _field(default=None)  # searchable text from inside the media: EXIF captions, OCR, subtitles
+    # What keyword search matches (derived; see ``searchable``): full-text indexed, and the
+    # store keeps a BM25 sparse vector of it (``search.store.keywords``).
+    words: str | None = field(default=None, init=False, metadata=_derived(FieldType.TEXT))
     extra: Mapping[str, Any] = field(default_factory=dict)  # fields outside the contract, kept as they are
 
     _spec: ClassVar[_Spec]
@@ -174,7 +180,14 @@ class PointPayload:
         self._derive()
 
     def _derive(self) -> None:
-        """Compute the derived fields from the others (none at this level)."""
+        """Compute the derived fields from the others: the searchable words."""
+        object.__setattr__(self, "words", searchable_words(self._searchable()) or None)
+
+    def _searchable(self) -> list[str | None]:
+        """The texts a person would type to find this point: its file and folder names, and
+        the text found inside it; kinds with more to say (camera, product fields) add theirs."""
+        folders = [d.rstrip("/").rsplit("/", 1)[-1] for d in self.dirs[-_FOLDER_WORDS:]]
+        return [self.name, *folders, self.text]
 
     def details(self) -> dict[str, Any]:
         """What the API shows as ``metadata``: fields with no first-class place in a result."""
@@ -191,7 +204,11 @@ class _PhotoPayload(PointPayload):
     geo: GeoPoint | None = field(default=None, init=False, metadata=_derived(FieldType.GEO))
 
     def _derive(self) -> None:
+        super()._derive()
         object.__setattr__(self, "geo", _geo(self.gps_lat, self.gps_lon))
+
+    def _searchable(self) -> list[str | None]:
+        return [*super()._searchable(), self.camera]
 
     def details(self) -> dict[str, Any]:
         facts = {"camera": self.camera, "gps_lat": self.gps_lat, "gps_lon": self.gps_lon}
@@ -215,6 +232,11 @@ class ProductPayload(_PhotoPayload):
     category: str | None = _field(FieldType.KEYWORD, default=None)
     brand: str | None = _field(FieldType.KEYWORD, default=None)
     price: float | None = _field(FieldType.FLOAT, default=None)
+
+    def _searchable(self) -> list[str | None]:
+        """Also the manifest row: title, brand, category, SKU and its other text columns."""
+        columns = [value for value in self.extra.values() if isinstance(value, str) and "://" not in value]
+        return [*super()._searchable(), self.product_id, self.title, self.brand, self.category, *columns]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -316,6 +338,18 @@ class CollectionRecord:
 
 
 # -- derived fields -------------------------------------------------------------------------------
+
+_FOLDER_WORDS = 4  # innermost folders whose names count as words ("/home/ann" says nothing)
+_WORD = re.compile(r"[^\W_]+")  # letters and digits: "IMG_2023_beach-party.jpg" → IMG 2023 beach party jpg
+_WORDS_MAX = 4000  # characters: a page of OCR text is plenty for keyword search
+
+
+def searchable_words(texts: typing.Iterable[str | None]) -> str:
+    """``texts`` as one line of words, split at anything but letters and digits, so file
+    names, SKUs ("BL-1234" → "BL 1234") and captions tokenize alike for documents and
+    queries (``search.store.keywords`` splits queries the same way)."""
+    words = [" ".join(_WORD.findall(text)) for text in texts if text]
+    return " ".join(w for w in words if w)[:_WORDS_MAX]
 
 
 def _geo(lat: float | None, lon: float | None) -> GeoPoint | None:
@@ -460,3 +494,5 @@ WIDTH = _declared("width")
 HEIGHT = _declared("height")
 PRICE = _declared("price")
 GEO = _declared("geo")
+TEXT = _declared("text")
+WORDS = _declared("words")

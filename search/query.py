@@ -394,3 +394,66 @@ def examples_vector(positive: np.ndarray, negative: np.ndarray | None) -> np.nda
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     m = np.asarray(matrix, dtype=np.float32)
     return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), _EPS)
+
+
+# --- keyword syntax ----------------------------------------------------------------------------
+
+_EXACT_TOKEN = re.compile(r"\S*\d\S*|\S+[._]\S+")  # codes and file names: BL-1234, 50ml, IMG_2041.jpg
+
+
+@dataclass(frozen=True)
+class KeywordText:
+    """A query as keyword search reads it: loose ``words``, and ``phrases`` (double-quoted)
+    whose matches rank first."""
+
+    words: str
+    phrases: tuple[str, ...] = ()
+
+    @property
+    def exact(self) -> bool:
+        """Whether it names something exactly (a quoted phrase, a code or a file name), so
+        keyword relevance should outweigh visual similarity when the two are fused."""
+        return bool(self.phrases) or bool(_EXACT_TOKEN.search(self.words))
+
+    @property
+    def text(self) -> str:
+        """Everything typed, without quotes: what the text encoder sees."""
+        return " ".join(part for part in (self.words, *self.phrases) if part)
+
+
+def parse_keywords(text: str) -> KeywordText:
+    """Split ``text`` into loose words and "quoted phrases"; BadQuery (with the position of
+    the opening quote) for a quote left open. Single quotes are apostrophes here ("kid's")."""
+    if len(text) > MAX_QUERY_CHARS:
+        raise BadQuery(f"The query is longer than {MAX_QUERY_CHARS} characters.", MAX_QUERY_CHARS)
+    words: list[str] = []
+    phrases: list[str] = []
+    pos = 0
+    while True:
+        start = text.find('"', pos)
+        if start < 0:
+            words.append(text[pos:])
+            break
+        end = text.find('"', start + 1)
+        if end < 0:
+            raise BadQuery(f'Unbalanced quote in the keyword query: add a closing " (at position {start})', start)
+        words.append(text[pos:start])
+        phrase = " ".join(text[start + 1 : end].split())
+        if phrase:
+            phrases.append(phrase)
+        pos = end + 1
+    return KeywordText(" ".join(" ".join(words).split()), tuple(phrases))
+
+
+def parse_search(text: str) -> list[Term]:
+    """``parse_query``, except that plain words mixing in "quoted phrases" (``beach "party
+    hat"``, which arithmetic reads as two terms without an operator) are one text term."""
+    try:
+        return parse_query(text)
+    except BadQuery:
+        if '"' not in text or any(op in text for op in ("+", "*", "\u00d7", ":")):
+            raise
+        keywords = parse_keywords(text)  # an unbalanced quote is reported here
+        if not keywords.words:  # only quoted texts ("red" "blue"): arithmetic missing its operator
+            raise
+        return [TextTerm(keywords.text, position=0)]

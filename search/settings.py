@@ -136,6 +136,10 @@ class SearchSettings(BaseModel):
     max_limit: int = Field(500, ge=1, le=MAX_LIMIT)
     dedup_threshold: float = Field(0.94, gt=0, le=1)
     topk_frames: int = Field(3, ge=1, description="k of top-k pooling over frame scores")
+    mode: Literal["hybrid", "vector", "keyword"] = Field(
+        "hybrid", description="text queries: visual similarity and keyword relevance fused (hybrid), or either alone"
+    )
+    fusion: Literal["rrf", "dbsf"] = Field("rrf", description="how hybrid mode fuses its two rankings")
     moment_candidates: int = Field(800, ge=10, description="frames scored per moment query")
     url_fetch_deadline: float = Field(15.0, gt=0, le=300, description="seconds for all the image URLs of one query together")
     moment_high_fraction: float = Field(

@@ -1,7 +1,9 @@
 """Stage 4a: vectors and facts become store points, each payload built as its typed contract.
 
 The payload classes in ``search.payload`` say what each kind of point carries and which fields
-are indexed; this stage only fills them in from what the earlier stages found. Point ids are
+are indexed; this stage only fills them in from what the earlier stages found. What keyword
+search matches (``words``: file and folder names, camera, the manifest's title, brand, SKU and
+text columns, and the ``text`` found inside the media) is derived by the payload itself. Point ids are
 deterministic (``search.ids.point_id``), so writing the same item twice replaces, never adds.
 """
 
@@ -42,6 +44,7 @@ def image_point(loaded: Loaded, facts: ImageFacts, vector: np.ndarray, thumb: st
         "camera": exif.camera,
         "gps_lat": exif.gps_lat,
         "gps_lon": exif.gps_lon,
+        "text": exif.searchable,  # captions and lens; file, folder and product words are derived (search.payload)
     }
     product = item.product
     payload: ImagePayload | ProductPayload

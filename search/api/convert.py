@@ -36,7 +36,7 @@ from search.errors import MediaError, TooLarge
 from search.filters import Area, FieldFilter, FilterSpec, Near
 from search.moments import Moment
 from search.payload import VIDEO_KINDS, FramePayload, Payload, ProductPayload, SegmentPayload
-from search.query import IdTerm, ImageTerm, Term, TextTerm, UrlTerm, parse_query
+from search.query import IdTerm, ImageTerm, Term, TextTerm, UrlTerm, parse_search
 
 # --- requests -------------------------------------------------------------------------------
 
@@ -47,7 +47,7 @@ def search_request(body: SearchIn, max_upload_bytes: int) -> SearchRequest:
     if body.text is not None:
         terms = (TextTerm(body.text),)
     elif body.query is not None:
-        terms = tuple(parse_query(body.query))
+        terms = tuple(parse_search(body.query))
     elif body.terms is not None:
         terms = tuple(_term(t, max_upload_bytes) for t in body.terms)
     elif body.image is not None:
@@ -56,12 +56,14 @@ def search_request(body: SearchIn, max_upload_bytes: int) -> SearchRequest:
         terms = (UrlTerm(body.url),)
     elif body.id is not None:
         terms = (IdTerm(body.id),)
+    typed = body.query  # the keyword syntax ("quoted phrases") applies to the query syntax; text is literal
     request = SearchRequest(
         terms=terms,
         positive=tuple(body.positive),
         negative=tuple(body.negative),
         like=tuple(body.like),
         dislike=tuple(body.dislike),
+        query_text=typed,
     )
     return with_options(request, body)
 
@@ -84,6 +86,8 @@ def with_options(request: SearchRequest, options: QueryOptions) -> SearchRequest
         sort=options.sort,
         diverse=options.diverse,
         facets=tuple(options.facets),
+        mode=options.mode,
+        keywords=options.keywords,
         explain=options.explain,
         ensemble=options.ensemble,
         filters=filter_spec(options.filters),

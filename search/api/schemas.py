@@ -195,6 +195,12 @@ class QueryOptions(BaseModel):
         max_length=10,
         description="fields to count values of among the filtered candidates, e.g. category, brand, kind, source, year",
     )
+    mode: Literal["hybrid", "vector", "keyword"] | None = Field(
+        None,
+        description="text queries: visual similarity and keyword relevance (file names, titles, SKUs, captions) fused, "
+        'or either alone; "quoted phrases" rank their matches first; default from settings (hybrid)',
+    )
+    keywords: bool = Field(False, description="arithmetic queries: their text terms count as keywords too")
     explain: bool = Field(False, description="report each term's contribution to each result's score")
     ensemble: bool | None = Field(None, description="prompt ensembling for text terms (default from settings)")
     filters: FiltersIn | None = None

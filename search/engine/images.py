@@ -37,7 +37,7 @@ class ResultPage:
 
 def image_results(services: Services, request: SearchRequest, prepared: PreparedQuery, flt: Filter, limit: int) -> ResultPage:
     """A page of point results; duplicates collapse when asked, or by default for products."""
-    fetch = _Fetcher(services, prepared, flt, request.score_threshold)
+    fetch = _Fetcher(services, prepared, flt, request.score_threshold, request.explain)
     fetch.diverse = request.diverse
     dedup = request.dedup
     threshold = request.dedup_threshold or services.settings.search.dedup_threshold
@@ -110,7 +110,7 @@ def _item(hit: Hit, prepared: PreparedQuery, explain: bool, duplicates: tuple[st
         score=hit.score,
         payload=payload,
         duplicates=duplicates,
-        contributions=explain_hit(prepared, hit.vector) if explain else (),
+        contributions=(*explain_hit(prepared, hit.vector), *explain_keywords(prepared, hit.id)) if explain else (),
     )
 
 
@@ -128,12 +128,26 @@ def explain_hit(prepared: PreparedQuery, vector: np.ndarray | None) -> tuple[Con
     )
 
 
+def explain_keywords(prepared: PreparedQuery, point_id: str) -> tuple[Contribution, ...]:
+    """Hybrid and keyword modes: the hit's keyword relevance (BM25, 0 when no word matched),
+    beside the terms' visual shares; the fused score is ranked from both."""
+    keywords = prepared.keywords
+    if keywords is None:
+        return ()
+    score = round(prepared.keyword_scores.get(point_id, 0.0), 6)
+    label = " ".join((keywords.text, *(f'"{p}"' for p in keywords.phrases))).strip()
+    return (Contribution(f"keywords: {label}", prepared.keyword_weight, score, score),)
+
+
 class _Fetcher:
     """Runs the store call the prepared query needs (nearest or recommend) and times it."""
 
-    def __init__(self, services: Services, prepared: PreparedQuery, flt: Filter, threshold: float | None) -> None:
-        self.store = services.store
+    def __init__(
+        self, services: Services, prepared: PreparedQuery, flt: Filter, threshold: float | None, explain: bool = False
+    ) -> None:
+        self.explain = explain
         self.diverse = False  # MMR over the dense candidates (search.engine.cards.DIVERSITY)
+        self.store = services.store
         self.prepared = prepared
         self.flt = flt
         self.threshold = threshold
@@ -153,10 +167,32 @@ class _Fetcher:
             return self.store.query_diverse(
                 p.vector, self.flt, limit, offset, DIVERSITY, candidates, self.threshold, with_vectors
             )
-        if p.vector is not None:
+        if p.keywords is not None:
+            hits = self._hybrid(limit, offset)
+        elif p.vector is not None:
             return self.store.query(p.vector, self.flt, limit, offset, self.threshold, with_vectors)
-        hits = self.store.recommend(list(p.positive), list(p.negative), self.flt, limit, offset, self.threshold)
+        else:
+            hits = self.store.recommend(list(p.positive), list(p.negative), self.flt, limit, offset, self.threshold)
         if not with_vectors or not hits:
             return hits
         vectors = {h.id: h.vector for h in self.store.retrieve([h.id for h in hits], with_vectors=True)}
         return [Hit(h.id, h.score, h.payload, vectors.get(h.id)) for h in hits]
+
+    def _hybrid(self, limit: int, offset: int) -> list[Hit]:
+        """Hybrid or keyword mode: one fused store query; explain also asks each hit's BM25 score."""
+        p = self.prepared
+        if p.keywords is None or (p.vector is None and not p.keywords):
+            return []  # keyword mode with nothing to match (only stopwords)
+        hits = self.store.query_hybrid(
+            p.vector,
+            p.keywords,
+            self.flt,
+            limit,
+            offset,
+            fusion=p.fusion,
+            keyword_weight=p.keyword_weight,
+            dense_threshold=self.threshold,
+        )
+        if self.explain and hits:
+            p.keyword_scores.update(self.store.keyword_scores(p.keywords, [h.id for h in hits]))
+        return hits

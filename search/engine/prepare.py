@@ -9,15 +9,19 @@ Qdrant's average-vector rule, so every target understands "like these, unlike th
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from search.engine.request import SearchRequest
 from search.engine.results import TermInfo
 from search.engine.terms import encode_terms, resolve_item
-from search.query import Composition, compose, examples_vector
+from search.errors import BadQuery
+from search.query import Composition, KeywordText, TextTerm, compose, examples_vector, parse_keywords
 from search.services import Services
+from search.store.keywords import KeywordQuery
+
+EXACT_KEYWORD_WEIGHT = 3.0  # RRF weight of the keyword ranking when a query names something exactly (bench/quality.py)
 
 
 @dataclass(frozen=True)
@@ -32,11 +36,25 @@ class PreparedQuery:
     terms: tuple[TermInfo, ...] = ()
     encode_ms: float = 0.0
     store_ms: float = 0.0
+    keywords: KeywordQuery | None = None  # hybrid and keyword modes: what BM25 scores
+    keyword_weight: float = 1.0  # the keyword ranking's RRF weight against the visual one
+    fusion: str = "rrf"
+    keyword_scores: dict[str, float] = field(default_factory=dict)  # explain mode: BM25 per point id, filled as hits come
 
 
 def prepare(services: Services, request: SearchRequest) -> PreparedQuery:
     """Embed and compose the terms, or resolve the examples."""
     if request.terms:
+        mode = request.mode or services.settings.search.mode
+        text = keyword_text(request) if mode != "vector" else None
+        keywords = KeywordQuery(text.words, text.phrases) if text is not None else None
+        weight = EXACT_KEYWORD_WEIGHT if text is not None and text.exact else 1.0
+        fusion = services.settings.search.fusion
+        if mode == "keyword":
+            if text is None:
+                raise BadQuery("Keyword mode needs a text query (or keywords: true with arithmetic text terms).")
+            infos = (TermInfo("keywords", text.text, 1.0),)
+            return PreparedQuery(None, None, terms=infos, keywords=keywords, keyword_weight=weight, fusion=fusion)
         encoded = encode_terms(services, request.terms, ensemble=request.ensemble)
         composition = compose(encoded.vectors, [t.weight for t in request.terms])
         return PreparedQuery(
@@ -45,8 +63,25 @@ def prepare(services: Services, request: SearchRequest) -> PreparedQuery:
             terms=encoded.infos,
             encode_ms=encoded.encode_ms,
             store_ms=encoded.store_ms,
+            keywords=keywords if keywords else None,
+            keyword_weight=weight,
+            fusion=fusion,
         )
     return _prepare_examples(services, request)
+
+
+def keyword_text(request: SearchRequest) -> KeywordText | None:
+    """What keyword relevance scores: a plain text query as typed ("quoted phrases" kept),
+    or, when the request asks for it, the positive text terms of an arithmetic query.
+    Only image results (points) are keyword-ranked; moments and videos are visual."""
+    if request.target != "images":
+        return None
+    texts = [t.text for t in request.terms if isinstance(t, TextTerm) and t.weight > 0]
+    if len(request.terms) == 1 and texts and request.terms[0].weight == 1.0:
+        return parse_keywords(request.query_text) if request.query_text is not None else KeywordText(texts[0])
+    if request.keywords and texts:
+        return parse_keywords(" ".join(texts).replace('"', " "))
+    return None
 
 
 def _prepare_examples(services: Services, request: SearchRequest) -> PreparedQuery:

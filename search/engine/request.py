@@ -16,6 +16,8 @@ Pooling = Literal["topk", "mean"]
 TARGETS: tuple[str, ...] = ("images", "moments", "videos")
 POOLINGS: tuple[str, ...] = ("topk", "mean")
 SIGNALS: tuple[str, ...] = ("visual", "speech", "both")  # what moments are found by (search.moments)
+Mode = Literal["hybrid", "vector", "keyword"]
+MODES: tuple[str, ...] = ("hybrid", "vector", "keyword")
 MAX_OFFSET = bounds.MAX_OFFSET
 MAX_EXAMPLES = bounds.MAX_EXAMPLES
 SORT_FIELDS: tuple[str, ...] = ("taken_at", "price", "name", "size_bytes")  # payload fields results can be sorted by
@@ -60,6 +62,9 @@ class SearchRequest:
     facets: tuple[str, ...] = ()  # fields whose value counts among the filtered candidates come back too
     like: tuple[str, ...] = ()  # feedback: results marked liked refine the query (search.engine.feedback)
     dislike: tuple[str, ...] = ()  # … and results marked disliked
+    mode: Mode | None = None  # text queries: hybrid, vector or keyword; None: the settings' choice
+    keywords: bool = False  # arithmetic queries: their text terms count as keywords too
+    query_text: str | None = None  # the query as typed, "quoted phrases" included (keyword syntax)
 
     def validate(self, max_limit: int) -> None:
         """Refuse requests that cannot run, with a message for the user (BadQuery)."""
@@ -75,6 +80,8 @@ class SearchRequest:
             raise BadQuery("Disliked results need a query or a liked result to refine.")
         if self.target not in TARGETS:
             raise BadQuery(f"Unknown target {self.target!r}; use one of: {', '.join(TARGETS)}.")
+        if self.mode is not None and self.mode not in MODES:
+            raise BadQuery(f"Unknown mode {self.mode!r}; use one of: {', '.join(MODES)}.")
         if self.pooling not in POOLINGS:
             raise BadQuery(f"Unknown pooling {self.pooling!r}; use topk or mean.")
         if self.limit is not None and not 1 <= self.limit <= max_limit:

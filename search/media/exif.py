@@ -30,6 +30,11 @@ _OFFSET_TIME_ORIGINAL = 0x9011
 _LENS_MAKE = 0xA433
 _LENS_MODEL = 0xA434
 _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
+_IMAGE_DESCRIPTION = 0x010E
+_ARTIST = 0x013B
+_USER_COMMENT = 0x9286  # in the EXIF IFD: an 8-byte character-code header, then the text
+_XP_TITLE, _XP_COMMENT, _XP_KEYWORDS, _XP_SUBJECT = 0x9C9B, 0x9C9C, 0x9C9E, 0x9C9F  # Windows tags, UTF-16LE
+_CAPTION_MAX = 2000  # characters kept of all captions together
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class ExifInfo:
     make: str | None = None  # "Canon"
     model: str | None = None  # "Canon EOS 5D Mark IV"
     lens: str | None = None  # "EF24-105mm f/4L IS USM" (lens make prepended when the model lacks it)
+    caption: str | None = None  # what the photo's own text fields say: title, description, keywords, comments
 
     @property
     def is_empty(self) -> bool:
@@ -60,7 +66,15 @@ class ExifInfo:
             make=self.make or fallback.make,
             model=self.model or fallback.model,
             lens=self.lens or fallback.lens,
+            caption=self.caption or fallback.caption,
         )
+
+    @property
+    def searchable(self) -> str | None:
+        """The words keyword search should find this photo by: its captions and the lens
+        (the camera is a payload field of its own)."""
+        parts = [part for part in (self.caption, self.lens) if part]
+        return " ".join(parts) or None
 
     def payload(self) -> dict[str, Any]:
         """The present fields under the payload's names (``taken_at`` is handled by the caller)."""
@@ -132,7 +146,34 @@ def _from_dirs(ifd0: dict[int, Any], sub: dict[int, Any], gps: dict[int, Any]) -
         make=make,
         model=model,
         lens=_lens(sub.get(_LENS_MAKE), sub.get(_LENS_MODEL)),
+        caption=_caption(ifd0, sub),
     )
+
+
+def _caption(ifd0: dict[int, Any], sub: dict[int, Any]) -> str | None:
+    """Title, description, keywords, subject, comments and artist, each said once."""
+    found = [_text(ifd0.get(_IMAGE_DESCRIPTION)), _text(ifd0.get(_ARTIST)), _user_comment(sub.get(_USER_COMMENT))]
+    found += [_utf16(ifd0.get(tag)) for tag in (_XP_TITLE, _XP_SUBJECT, _XP_KEYWORDS, _XP_COMMENT)]
+    unique = list(dict.fromkeys(text for text in found if text))
+    return " ".join(unique)[:_CAPTION_MAX] or None
+
+
+def _utf16(value: object) -> str:
+    """Windows XP* tags: UTF-16LE bytes (Pillow may hand them over as a tuple of byte values)."""
+    if isinstance(value, tuple) and all(isinstance(v, int) and 0 <= v < 256 for v in value):
+        value = bytes(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-16-le", errors="replace").replace("\x00", "").strip()
+    return _text(value)
+
+
+def _user_comment(value: object) -> str:
+    if not isinstance(value, bytes):
+        return _text(value)
+    header, body = value[:8], value[8:]
+    if header.startswith(b"UNICODE"):
+        return body.decode("utf-16-be" if body[:1] == b"\x00" else "utf-16-le", errors="replace").replace("\x00", "").strip()
+    return _text(body if header.rstrip(b"\x00 ") in (b"ASCII", b"") else value)
 
 
 def _ifd(exif: Image.Exif, tag: int) -> dict[int, Any]:

@@ -19,6 +19,7 @@ from typing import Any, Protocol, Union, runtime_checkable
 import numpy as np
 
 from search.payload import FieldType
+from search.store.keywords import KeywordQuery
 
 Vector = Union[np.ndarray, Sequence[float]]
 
@@ -178,6 +179,28 @@ class VectorStore(Protocol):
         score_threshold: float | None = None,
     ) -> list[Hit]:
         """More like ``positive`` ids, less like ``negative`` ids; the examples themselves are excluded."""
+
+    def query_hybrid(
+        self,
+        vector: Vector | None,
+        keywords: KeywordQuery | None,
+        flt: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        fusion: str = "rrf",
+        keyword_weight: float = 1.0,
+        candidates: int = 100,
+        dense_threshold: float | None = None,
+    ) -> list[Hit]:
+        """Dense similarity to ``vector`` and BM25 relevance to ``keywords`` as two prefetches
+        of ``candidates`` each, fused by RRF (``keyword_weight`` weighs the keyword ranking) or
+        DBSF, in one engine call; with one of the two missing, that one's own scores. Every
+        quoted phrase of ``keywords`` ranks the points holding it first (a third, phrase-filtered
+        keyword ranking of weight ``PHRASE_WEIGHT``). ``dense_threshold`` is a cosine cutoff on
+        the dense candidates (keyword candidates pass it by matching)."""
+
+    def keyword_scores(self, keywords: KeywordQuery, ids: Sequence[str]) -> dict[str, float]:
+        """BM25 relevance of each of ``ids`` to ``keywords``; ids no keyword matches are absent."""
 
     def query_diverse(
         self,

@@ -19,7 +19,9 @@ SCHEMA_TYPES: dict[FieldType, qe.PayloadSchemaType | qe.TextIndexParams] = {
     FieldType.BOOL: qe.PayloadSchemaType.Bool,
     FieldType.DATETIME: qe.PayloadSchemaType.Datetime,
     FieldType.GEO: qe.PayloadSchemaType.Geo,
-    FieldType.TEXT: qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True, ascii_folding=True, scoring=True),
+    FieldType.TEXT: qe.TextIndexParams(
+        tokenizer=qe.TokenizerType.Word, lowercase=True, ascii_folding=True, phrase_matching=True, scoring=True
+    ),
 }
 
 EdgeCondition = Any  # FieldCondition | HasIdCondition | Filter: the stub's ConditionType
@@ -81,5 +83,5 @@ def to_hit(point: Any, score: float | None = None) -> Hit:
         id=str(point.id),
         score=float(point.score if score is None else score),
         payload=dict(point.payload or {}),
-        vector=as_float32(point.vector),
+        vector=as_float32(point.vector.get("") if isinstance(point.vector, dict) else point.vector),  # dense only
     )

@@ -18,7 +18,12 @@ SCHEMA_TYPES: dict[FieldType, models.PayloadSchemaType | models.TextIndexParams]
     FieldType.DATETIME: models.PayloadSchemaType.DATETIME,
     FieldType.GEO: models.PayloadSchemaType.GEO,
     FieldType.TEXT: models.TextIndexParams(
-        type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True, ascii_folding=True, scoring=True
+        type=models.TextIndexType.TEXT,
+        tokenizer=models.TokenizerType.WORD,
+        lowercase=True,
+        ascii_folding=True,
+        phrase_matching=True,
+        scoring=True,
     ),
 }
 

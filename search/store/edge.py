@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import qdrant_edge as qe
 
 from search.errors import ConfigError, MMSearchError, StoreUnavailable
+from search.payload import WORDS
 from search.settings import IndexSettings
 from search.store.base import FieldType, Filter, Hit, IndexRun, IndexState, Page, Point, Vector
 from search.store.conversions import (
@@ -44,6 +45,8 @@ from search.store.conversions import (
 )
 from search.store.conversions_edge import SCHEMA_TYPES, to_filter, to_hit
 from search.store.edge_config import search_params, shard_config
+from search.store.hybrid_edge import add_keyword_vector, fused_request, keyword_request, lacks_keyword_vector, point_vectors
+from search.store.keywords import WORDS_VECTOR, KeywordQuery, document_vector
 from search.store.maintenance import IndexMaintainer, recover_folder
 
 T = TypeVar("T")
@@ -70,6 +73,8 @@ class EdgeStore:
         self._last_flush = time.monotonic()
         self._dirty = False  # written since the last flush
         recover_folder(path)
+        if lacks_keyword_vector(path, dim):  # made before schema version 3: rebuilt once, in place
+            add_keyword_vector(path, dim, self.index)
         self._shard: qe.EdgeShard | None = _open_shard(path, dim, self.index)
         self.maintainer = IndexMaintainer(self, self.index)
 
@@ -103,7 +108,19 @@ class EdgeStore:
         for ids, fields in groups:
             point_ids: list[qe.PointId] = list(ids)
             self._write(qe.UpdateOperation.set_payload(point_ids, fields))
+            self._set_keyword_vectors(point_ids, fields)
         return sum(len(ids) for ids, _ in groups)
+
+    def _set_keyword_vectors(self, point_ids: list[qe.PointId], fields: Mapping[str, Any]) -> None:
+        """New searchable words get their new keyword vector (or lose the old one)."""
+        if WORDS not in fields:
+            return
+        words = document_vector(fields)
+        if words is None:
+            self._write(qe.UpdateOperation.delete_vectors(point_ids, [WORDS_VECTOR]))
+            return
+        vector = qe.SparseVector(words.indices, words.values)
+        self._write(qe.UpdateOperation.update_vectors([qe.PointVectors(i, {WORDS_VECTOR: vector}) for i in point_ids]))
 
     def ensure_indexes(self, fields: Mapping[str, FieldType]) -> list[str]:
         """Index every field asked for; a field already indexed is left alone."""
@@ -244,6 +261,33 @@ class EdgeStore:
         )
         return self._query(query, excluding_examples(flt, pos + neg), limit, offset, score_threshold, False)
 
+    def query_hybrid(
+        self,
+        vector: Vector | None,
+        keywords: KeywordQuery | None,
+        flt: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        fusion: str = "rrf",
+        keyword_weight: float = 1.0,
+        candidates: int = 100,
+        dense_threshold: float | None = None,
+    ) -> list[Hit]:
+        """Dense similarity and keyword relevance fused in one engine call (see hybrid_edge)."""
+        check_page(limit, offset)
+        pool = max(candidates, limit + offset)
+        request = fused_request(
+            vector, keywords, flt, self.dim, self.index, limit, offset, fusion, keyword_weight, pool, dense_threshold
+        )
+        return [to_hit(p) for p in self._call(lambda shard: shard.query(request))]
+
+    def keyword_scores(self, keywords: KeywordQuery, ids: Sequence[str]) -> dict[str, float]:
+        """BM25 relevance of each of ``ids`` (absent: no keyword matched)."""
+        request = keyword_request(keywords, without_record(known_ids(ids)))
+        if request is None:
+            return {}
+        return {str(p.id): float(p.score) for p in self._call(lambda shard: shard.query(request))}
+
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         """Points by id in the order asked; unknown ids are left out."""
         wanted = without_record(known_ids(ids))
@@ -370,7 +414,8 @@ class EdgeStore:
 
 def _to_edge_point(point: Point, dim: int) -> qe.Point:
     point_id = require_id(point.id)
-    return qe.Point(point_id, point_vector(point.vector, dim, point_id), plain_payload(point.payload))
+    payload = plain_payload(point.payload)
+    return qe.Point(point_id, point_vectors(point_vector(point.vector, dim, point_id), payload), payload)
 
 
 def _open_shard(path: Path, dim: int, index: IndexSettings) -> qe.EdgeShard:

@@ -13,6 +13,7 @@ import os
 import qdrant_edge as qe
 
 from search.settings import IndexSettings
+from search.store.keywords import WORDS_VECTOR
 
 _FLOAT_BYTES = 4
 
@@ -40,6 +41,7 @@ def shard_config(dim: int, index: IndexSettings) -> qe.EdgeConfig:
     )
     return qe.EdgeConfig(
         vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+        sparse_vectors={WORDS_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},  # BM25, IDF at query time
         hnsw_config=qe.HnswIndexConfig(
             m=index.hnsw_m,
             ef_construct=index.hnsw_ef_construct,

@@ -20,6 +20,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from search.errors import BadQuery, ConfigError, MMSearchError, StoreUnavailable
+from search.payload import WORDS
 from search.settings import IndexSettings
 from search.store.base import FieldType, Filter, Hit, IndexRun, IndexState, Page, Point, Vector
 from search.store.conversions import (
@@ -41,6 +42,17 @@ from search.store.conversions import (
 )
 from search.store.conversions_server import SCHEMA_TYPES, to_filter, to_hit
 from search.store.edge_config import points_to_kb
+from search.store.hybrid_server import (
+    KEYWORD_VECTORS,
+    add_keyword_vector,
+    fused_query,
+    has_keyword_vector,
+    keyword_query,
+    point_vectors,
+    resume,
+    spare_exists,
+)
+from search.store.keywords import WORDS_VECTOR, KeywordQuery, document_vector
 
 T = TypeVar("T")
 
@@ -104,9 +116,10 @@ class ServerStore:
         unknown ids are skipped."""
         existing = [hit.id for hit in self.retrieve(list(updates))]
         groups = payload_groups(updates, existing)
-        operations = [
+        operations: list[Any] = [
             models.SetPayloadOperation(set_payload=models.SetPayload(payload=fields, points=list(ids))) for ids, fields in groups
         ]
+        operations += [op for ids, fields in groups for op in _keyword_vector_updates(ids, fields)]
         for start in range(0, len(operations), _PAYLOAD_BATCH):
             batch = operations[start : start + _PAYLOAD_BATCH]
             self._call(lambda c: c.batch_update_points(self.collection, update_operations=batch, wait=True))
@@ -201,6 +214,36 @@ class ServerStore:
             )
         )
         return self._query(query, excluding_examples(flt, pos + neg), limit, offset, score_threshold, False)
+
+    def query_hybrid(
+        self,
+        vector: Vector | None,
+        keywords: KeywordQuery | None,
+        flt: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        fusion: str = "rrf",
+        keyword_weight: float = 1.0,
+        candidates: int = 100,
+        dense_threshold: float | None = None,
+    ) -> list[Hit]:
+        """Dense similarity and keyword relevance fused in one request (see hybrid_server)."""
+        check_page(limit, offset)
+        params = None if self._serial is not None else self._search_params
+        pool = max(candidates, limit + offset)
+        args = fused_query(vector, keywords, flt, self.dim, params, fusion, keyword_weight, pool, dense_threshold)
+        response = self._call(
+            lambda c: c.query_points(self.collection, limit=limit, offset=offset, with_payload=True, with_vectors=False, **args)
+        )
+        return [to_hit(p) for p in response.points]
+
+    def keyword_scores(self, keywords: KeywordQuery, ids: Sequence[str]) -> dict[str, float]:
+        """BM25 relevance of each of ``ids`` (absent: no keyword matched)."""
+        args = keyword_query(keywords, without_record(known_ids(ids)))
+        if args is None:
+            return {}
+        response = self._call(lambda c: c.query_points(self.collection, with_payload=False, **args))
+        return {str(p.id): float(p.score) for p in response.points}
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         """Points by id in the order asked; unknown ids are left out."""
@@ -338,12 +381,23 @@ class ServerStore:
 
     def _ensure_collection(self) -> None:
         """Create the collection on first use and check its vector size."""
-        if not self._call(lambda c: c.collection_exists(self.collection)):
+        exists = self._call(lambda c: c.collection_exists(self.collection))
+        if not exists and self._call(lambda c: spare_exists(c, self.collection)):
+            self._call(lambda c: resume(c, self.collection, self._create_collection))  # a copy-back was cut short
+        elif not exists:
             self._create_collection()
         info = self._call(lambda c: c.get_collection(self.collection))
         self._check_vectors(info.config.params.vectors)
+        self._ensure_keyword_vector()
 
-    def _create_collection(self) -> None:
+    def _ensure_keyword_vector(self) -> None:
+        """A collection made before schema version 3 gets the keyword vector (a copy out and back)."""
+        if not self._call(lambda c: has_keyword_vector(c, self.collection)):
+            self._call(lambda c: add_keyword_vector(c, self.collection, self._create_collection))
+        elif self._call(lambda c: spare_exists(c, self.collection)):
+            self._call(lambda c: resume(c, self.collection, self._create_collection))
+
+    def _create_collection(self, name: str | None = None) -> None:
         params = models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
         threshold_kb = points_to_kb(self.index.threshold_points, self.dim)
         hnsw = models.HnswConfigDiff(
@@ -360,15 +414,16 @@ class ServerStore:
         try:
             self._call(
                 lambda c: c.create_collection(
-                    self.collection,
+                    name or self.collection,
                     vectors_config=params,
+                    sparse_vectors_config=KEYWORD_VECTORS,
                     hnsw_config=hnsw,
                     quantization_config=quantization,
                     optimizers_config=optimizers,
                 )
             )
         except BadQuery:  # 409-like: another process created it between our check and create
-            if not self._call(lambda c: c.collection_exists(self.collection)):
+            if not self._call(lambda c: c.collection_exists(name or self.collection)):
                 raise
 
     def _check_vectors(self, vectors: Any) -> None:
@@ -419,7 +474,20 @@ def _with_client(
 
 def _to_point_struct(point: Point, dim: int) -> models.PointStruct:
     point_id = require_id(point.id)
-    return models.PointStruct(id=point_id, vector=point_vector(point.vector, dim, point_id), payload=plain_payload(point.payload))
+    payload = plain_payload(point.payload)
+    return models.PointStruct(id=point_id, vector=point_vectors(point_vector(point.vector, dim, point_id), payload), payload=payload)
+
+
+def _keyword_vector_updates(ids: Sequence[str], fields: Mapping[str, Any]) -> list[Any]:
+    """New searchable words get their new keyword vector (or lose the old one)."""
+    if WORDS not in fields:
+        return []
+    words = document_vector(fields)
+    if words is None:
+        return [models.DeleteVectorsOperation(delete_vectors=models.DeleteVectors(points=list(ids), vector=[WORDS_VECTOR]))]
+    vector = models.SparseVector(indices=words.indices, values=words.values)
+    update = models.UpdateVectors(points=[models.PointVectors(id=i, vector={WORDS_VECTOR: vector}) for i in ids])
+    return [models.UpdateVectorsOperation(update_vectors=update)]
 
 
 @contextmanager
