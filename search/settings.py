@@ -197,6 +197,28 @@ class IndexSettings(BaseModel):
     optimize_threads: int = Field(0, ge=0, le=64, description="threads of the index build; 0 = cores - 1 (at least 1)")
 
 
+class OcrSettings(BaseModel):
+    """Text in images (search.media.ocr): which engine, which languages, and the bounds on one image."""
+
+    enabled: bool = Field(True, description="read text in images during enrichment")
+    engine: Literal["auto", "rapidocr", "tesseract"] = Field("auto", description="auto: RapidOCR when installed, else Tesseract")
+    languages: list[str] = Field(default_factory=lambda: ["eng", "jpn"], min_length=1, description="Tesseract codes: eng, jpn, …")
+    max_side: int = Field(4000, ge=256, le=20_000, description="pixels an image keeps: max_side², longer strips are tiled")
+    timeout: float = Field(20.0, gt=0, le=600, description="seconds of recognition per image")
+    skip_textless: bool = Field(True, description="skip images the cheap pre-test finds no text-like strokes in")
+    min_confidence: float = Field(40.0, ge=0, le=100, description="drop words the engine is less sure of (0..100)")
+    tessdata_dir: str | None = Field(None, description="Tesseract language data folder; default: the system's")
+    threads: int = Field(1, ge=1, le=64, description="RapidOCR's CPU threads per engine")
+
+    @field_validator("languages")
+    @classmethod
+    def _language_codes(cls, value: list[str]) -> list[str]:
+        for code in value:
+            if not code.replace("_", "").isalnum() or not code.islower() or len(code) < 3:
+                raise ValueError(f"{code!r} is not a Tesseract language code (like eng, jpn, chi_sim)")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything mmsearch can be told; see the README's configuration table."""
 
@@ -214,6 +236,7 @@ class Settings(BaseSettings):
     search: SearchSettings = Field(default_factory=SearchSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    ocr: OcrSettings = Field(default_factory=OcrSettings)
 
     @field_validator("store_url")
     @classmethod
