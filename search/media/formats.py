@@ -132,3 +132,16 @@ def _register_heif() -> None:
     import pillow_heif
 
     pillow_heif.register_heif_opener(thumbnails=True, depth_images=False, aux_images=False)
+
+
+def formats_status() -> str:
+    """A line for ``mmsearch doctor``; raises MissingDecoder naming every optional decoder that is missing."""
+    report = decoders_report()
+    missing = [f"{name}: {reason} ({_INSTALL[name]})" for name, (ok, reason) in report.items() if not ok]
+    if missing:
+        raise MissingDecoder("; ".join(missing))
+    return (
+        "HEIC/HEIF (pillow-heif), AVIF (Pillow), camera RAW "
+        + "/".join(sorted(f.label for f in FORMATS if f.is_raw))
+        + " (rawpy)"
+    )
