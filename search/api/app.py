@@ -92,8 +92,8 @@ def create_app(
     errors.install(app)
     app.add_exception_handler(FetchTimeout, _fetch_timeout)  # type: ignore[arg-type]
     app.add_exception_handler(Overloaded, _overloaded)  # type: ignore[arg-type]
-    routers = (search_router.router, saliency.router, media.router, clips.router, ingest.router, sources.router)
-    routers += (duplicates.router, ops.router)
+    routers = [search_router.router, saliency.router, media.router, clips.router, ingest.router, sources.router]
+    routers += [duplicates.router, ops.router]
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=body_limit(settings.api.max_upload_bytes))
