@@ -118,3 +118,16 @@ def test_a_bad_place_is_a_4xx_naming_the_field(client: TestClient, filters: dict
     response = client.post("/search", json={"query": "a photo", "filters": filters})
     assert 400 <= response.status_code < 500, response.text
     assert field in response.text
+
+
+def test_query_parameters_filter_by_place_on_get_endpoints(client: TestClient) -> None:
+    found = client.post("/search", json={"query": "a photo", "filters": {"near": {"lat": 35.68, "lon": 139.77, "km": 5}}})
+    tokyo = found.json()["results"][0]["id"]
+    near = client.get(f"/similar/{tokyo}", params={"near": "35.68,139.77,40", "limit": 50})
+    assert near.status_code == 200, near.text
+    assert {r["name"] for r in near.json()["results"]} == {"yokohama.jpg"}, "the example itself is left out"
+    boxed = client.get(f"/similar/{tokyo}", params={"area": "60,-10,35,30"})
+    assert {r["name"] for r in boxed.json()["results"]} == {"paris.jpg"}
+    for bad, field in (("35.68,139.77", "near"), ("95,0,1", "lat"), ("a,b,c,d", "north")):
+        response = client.get(f"/similar/{tokyo}", params={"near" if field != "north" else "area": bad})
+        assert response.status_code == 422 and field in response.text, response.text

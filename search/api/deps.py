@@ -91,8 +91,11 @@ async def filter_query(
     brand: Annotated[list[str], Query(max_length=1000)] = [],  # noqa: B006
     min_price: float | None = None,
     max_price: float | None = None,
+    near: Annotated[str | None, Query(max_length=100, description="taken near a place: lat,lon,km")] = None,
+    area: Annotated[str | None, Query(max_length=100, description="taken inside a box: north,west,south,east")] = None,
 ) -> FiltersIn:
     """The common filters as query parameters (GET endpoints and multipart uploads)."""
+    places = {"near": _numbers(near, ("lat", "lon", "km")), "area": _numbers(area, ("north", "west", "south", "east"))}
     return _validated(
         FiltersIn,
         "query",
@@ -105,7 +108,17 @@ async def filter_query(
         brands=brand,
         min_price=min_price,
         max_price=max_price,
+        **{key: value for key, value in places.items() if value is not None},
     )
+
+
+def _numbers(text: str | None, names: tuple[str, ...]) -> dict[str, str] | str | None:
+    """``"35.6,139.7,5"`` as ``{"lat": "35.6", ...}`` for the schema to check; anything else is
+    passed on as it is, so the schema's error names the parameter."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    return dict(zip(names, parts)) if len(parts) == len(names) else text
 
 
 async def options_query(
