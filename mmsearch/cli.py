@@ -154,6 +154,21 @@ def _search(commands: argparse._SubParsersAction) -> None:
     )
     sub.add_argument("--keywords", action="store_true", help="arithmetic queries: their text terms count as keywords too")
     sub.add_argument("--explain", action="store_true", help="show each term's contribution to each score")
+    sub.add_argument(
+        "--sort",
+        metavar="FIELD",
+        help="after the cutoff, order by taken_at, price, name or size_bytes (--sort=-FIELD: descending)",
+    )
+    sub.add_argument("--cutoff", type=float, metavar="SCORE", help="only results scoring at least this (the relevance cutoff)")
+    sub.add_argument("--diverse", action="store_true", help="MMR-diversified results: near-identical shots do not fill the page")
+    sub.add_argument("--like", action="append", default=[], metavar="ID", help="a result to be more like (repeatable)")
+    sub.add_argument("--dislike", action="append", default=[], metavar="ID", help="a result to be less like (repeatable)")
+    sub.add_argument(
+        "--group", action=argparse.BooleanOptionalAction, default=None, help="one result per product (default: on for products)"
+    )
+    sub.add_argument(
+        "--facet", action="append", default=[], metavar="FIELD", help="also count values of a field: category, brand, …"
+    )
     sub.add_argument("--json", action="store_true", help="print the API's response document")
 
 

@@ -10,16 +10,20 @@ failure happened, and whether the run continued an interrupted one. Exit codes a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from ingest.tracker import Progress
 from mmsearch.output import EXIT_OK, EXIT_PARTIAL, emit_json, say
+from mmsearch.remote import Server, find_server
 from search.catalog import Catalog
 from search.catalog.owners import JobOwner
 from search.catalog.types import FailureRecord, JobRecord
@@ -28,6 +32,8 @@ from search.services import IngestRequest, Services
 from search.settings import Settings
 
 SUMMARY_FAILURES = 50  # failures printed by the text summary; --json lists them all
+POLL_S = 0.5  # a job run by the server: how often its progress is asked
+JOB_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord))
 
 
 # -- mmsearch ingest ---------------------------------------------------------------------------
@@ -36,6 +42,9 @@ SUMMARY_FAILURES = 50  # failures printed by the text summary; --json lists them
 def run_ingest_command(args: argparse.Namespace, settings: Settings) -> int:
     """Index what the arguments name; 0 when everything worked, 1 when any item failed."""
     request = request_from_args(args)  # before the heavy imports: a usage error answers at once
+    server = find_server(settings)
+    if server is not None:  # a running server owns the store: it runs the job, we draw its progress
+        return _ingest_through(server, request, bool(getattr(args, "json", False)))
     from ingest.jobs import run_ingest
 
     services = Services(settings)
@@ -51,6 +60,50 @@ def run_ingest_command(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         services.close()
     return exit_code(job)
+
+
+def _ingest_through(server: Server, request: IngestRequest, as_json: bool) -> int:
+    """Start the job on the server and follow it until it finishes, printing what a local run prints."""
+    body = {
+        "paths": [_absolute(p) for p in request.paths],
+        "url_lists": [_absolute(p) for p in request.url_lists],
+        "crawl": list(request.crawl),
+        "manifests": [_absolute(p) for p in request.manifests],
+        "include": list(request.include),
+        "exclude": list(request.exclude),
+    }
+    job_id = server.post("/ingest", body)["job_id"]
+    with progress_bar("indexing", disable=as_json) as progress:
+        while True:
+            document = server.get(f"/jobs/{job_id}")
+            job, failures = job_from_api(document)
+            progress(job)
+            if document["finished"]:
+                break
+            time.sleep(POLL_S)
+    if as_json:
+        emit_json(job_document(job, failures))
+    else:
+        print_summary(job, None, failures=failures)
+    return exit_code(job)
+
+
+def job_from_api(document: dict[str, Any]) -> tuple[JobRecord, list[FailureRecord]]:
+    """A job as the API's ``JobOut`` describes it, in the catalog's types (for the same output)."""
+    fields = {f: document.get(f) for f in JOB_FIELDS}
+    for name in ("created_at", "started_at", "finished_at", "heartbeat_at"):
+        fields[name] = datetime.fromisoformat(fields[name]) if fields[name] else None
+    job = JobRecord(**fields)
+    failures = [
+        FailureRecord(i, job.id, f["uri"], f["reason"], datetime.fromisoformat(f["at"]))
+        for i, f in enumerate(document["failures"])
+    ]
+    return job, failures
+
+
+def _absolute(path: str) -> str:
+    """Local paths as the server needs them (absolute); URLs as they are."""
+    return path if path.startswith(("http://", "https://")) else str(Path(path).expanduser().resolve())
 
 
 def request_from_args(args: argparse.Namespace) -> IngestRequest:
@@ -102,10 +155,11 @@ def progress_bar(label: str, *, disable: bool = False) -> Iterator[Progress]:
 
 
 def print_summary(
-    job: JobRecord, catalog: Catalog, *, failures: list[FailureRecord] | None = None, limit: int = SUMMARY_FAILURES
+    job: JobRecord, catalog: Catalog | None, *, failures: list[FailureRecord] | None = None, limit: int = SUMMARY_FAILURES
 ) -> None:
     """Counters, how the job relates to other runs, then each failure with its reason."""
-    failures = catalog.job_failures(job.id) if failures is None else failures
+    if failures is None:
+        failures = catalog.job_failures(job.id) if catalog is not None else []
     say(f"job {job.id}: {job.status}")
     if job.resumed_from:
         say(f"  resumed from job {job.resumed_from}: what it finished is skipped as unchanged")
@@ -168,6 +222,9 @@ def _runner(job: JobRecord) -> str:
 def run_jobs_command(args: argparse.Namespace, settings: Settings) -> int:
     """List recent jobs, or show one job and its failures. Reads only the catalog, after
     marking interrupted the jobs whose runner is gone (so a killed run does not look alive)."""
+    server = find_server(settings)
+    if server is not None:  # the server's view (it owns the jobs it runs)
+        return _jobs_through(server, args)
     catalog = Catalog.open(settings.resolved_catalog_url)
     try:
         catalog.interrupt_orphaned_jobs(settings.ingest.heartbeat_timeout)
@@ -179,20 +236,39 @@ def run_jobs_command(args: argparse.Namespace, settings: Settings) -> int:
         catalog.close()
 
 
+def _jobs_through(server: Server, args: argparse.Namespace) -> int:
+    as_json = bool(getattr(args, "json", False))
+    job_id = getattr(args, "job_id", None)
+    if job_id:
+        job, failures = job_from_api(server.get(f"/jobs/{job_id}"))
+        return _print_job(job, failures, as_json)
+    limit = int(getattr(args, "limit", 20) or 20)
+    if limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {limit}")
+    jobs = [job_from_api(d)[0] for d in server.get("/jobs", params={"limit": limit})["jobs"]]
+    return _print_jobs(jobs, as_json)
+
+
 def _show_job(catalog: Catalog, job_id: str, as_json: bool) -> int:
     job = catalog.get_job(job_id)  # NotFound becomes exit 2 with its message in the CLI
-    failures = catalog.job_failures(job_id)
+    return _print_job(job, catalog.job_failures(job_id), as_json)
+
+
+def _print_job(job: JobRecord, failures: list[FailureRecord], as_json: bool) -> int:
     if as_json:
         emit_json(job_document(job, failures))
     else:
-        print_summary(job, catalog, failures=failures)
+        print_summary(job, None, failures=failures)
     return EXIT_OK
 
 
 def _list_jobs(catalog: Catalog, limit: int, as_json: bool) -> int:
     if limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {limit}")
-    jobs = catalog.list_jobs(limit=limit)
+    return _print_jobs(catalog.list_jobs(limit=limit), as_json)
+
+
+def _print_jobs(jobs: list[JobRecord], as_json: bool) -> int:
     if as_json:
         emit_json({"jobs": [job_document(job) for job in jobs]})
         return EXIT_OK

@@ -11,12 +11,15 @@ the API gives; a syntax error additionally gets a caret under the offending char
 from __future__ import annotations
 
 import argparse
+import base64
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmsearch.output import EXIT_OK, emit_json, say
-from search.errors import BadQuery
-from search.query import FileTerm, Term, parse_query
+from mmsearch.remote import find_server
+from search.errors import BadQuery, MediaError
+from search.query import FileTerm, IdTerm, Term, TextTerm, UrlTerm, parse_query
 from search.services import Services
 from search.settings import Settings
 
@@ -30,13 +33,17 @@ def run_search_command(args: argparse.Namespace, settings: Settings) -> int:
     from search.api.convert import search_out
 
     request = build_request(args)
-    services = Services(settings)
-    try:
-        _ = services.embedder, services.store  # opened first, so the timing shown is the query's own
-        results = engine.search(services, request)
-    finally:
-        services.close()
-    document = search_out(results).model_dump(mode="json")
+    server = find_server(settings)
+    if server is not None:  # a running server owns the store: ask it (same answer, no model load here)
+        document = server.post("/search", request_body(request))
+    else:
+        services = Services(settings)
+        try:
+            _ = services.embedder, services.store  # opened first, so the timing shown is the query's own
+            results = engine.search(services, request)
+        finally:
+            services.close()
+        document = search_out(results).model_dump(mode="json")
     if getattr(args, "json", False):
         emit_json(document)
     else:
@@ -59,7 +66,57 @@ def build_request(args: argparse.Namespace) -> SearchRequest:
         explain=bool(getattr(args, "explain", False)),
         filters=filters,
         allow_files=True,
+        sort=getattr(args, "sort", None),
+        score_threshold=getattr(args, "cutoff", None),
+        diverse=bool(getattr(args, "diverse", False)),
+        like=tuple(getattr(args, "like", None) or ()),
+        dislike=tuple(getattr(args, "dislike", None) or ()),
+        group=getattr(args, "group", None),
+        facets=tuple(getattr(args, "facet", None) or ()),
     )
+
+
+def request_body(request: SearchRequest) -> dict[str, Any]:
+    """The API's JSON body for ``request``; local files (``--image``, ``file:`` terms) are read
+    here and sent as images, since the server may not see this machine's files."""
+    body: dict[str, Any] = {
+        "target": request.target,
+        "pooling": request.pooling,
+        "limit": request.limit,
+        "offset": request.offset,
+        "explain": request.explain,
+        "mode": request.mode,
+        "keywords": request.keywords,
+        "score_threshold": request.score_threshold,
+        "sort": request.sort,
+        "diverse": request.diverse,
+        "group": request.group,
+        "facets": list(request.facets),
+        "like": list(request.like),
+        "dislike": list(request.dislike),
+        "filters": {"kinds": list(request.filters.kinds), "path_prefix": request.filters.path_prefix},
+    }
+    if request.query_text is not None and not any(isinstance(t, FileTerm) for t in request.terms):
+        body["query"] = request.query_text  # parsed by the server exactly as here ("quoted phrases" included)
+    else:
+        body["terms"] = [_term_body(t) for t in request.terms]
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def _term_body(term: Term) -> dict[str, Any]:
+    if isinstance(term, FileTerm):
+        try:
+            data = Path(term.path).expanduser().read_bytes()
+        except OSError as exc:
+            raise MediaError(f"Cannot read the query image {term.path}: {exc.strerror or exc}.") from exc
+        return {"image": base64.b64encode(data).decode("ascii"), "weight": term.weight}
+    if isinstance(term, TextTerm):
+        return {"text": term.text, "weight": term.weight}
+    if isinstance(term, IdTerm):
+        return {"id": term.id, "weight": term.weight}
+    if isinstance(term, UrlTerm):
+        return {"url": term.url, "weight": term.weight}
+    raise BadQuery(f"This query term cannot be sent to the server: {term.label}.")
 
 
 def query_terms(text: str | None, image: str | None) -> list[Term]:
@@ -96,6 +153,8 @@ def print_results(document: dict[str, Any]) -> None:
         say(f"{rank:>3}. {result['score']:.3f}  {describe(result)}")
         for part in result.get("contributions") or ():
             say(f"          {part['contribution']:+.3f}  {part['term']} (x{part['weight']:g})")
+    for name, counts in (document.get("facets") or {}).items():
+        say(f"{name}: " + ", ".join(f"{c['value']} ({c['count']})" for c in counts))
     if document.get("next_offset") is not None:
         say(f"more: --offset {document['next_offset']}")
 
@@ -124,6 +183,7 @@ def describe(result: dict[str, Any]) -> str:
     if product and product.get("title"):
         price = f"  {product['price']:.2f}" if product.get("price") is not None else ""
         extra = f"  (+{len(result['duplicates'])} similar)" if result.get("duplicates") else ""
+        extra += f"  (+{len(result['variants'])} photos)" if result.get("variants") else ""
         return f"{product['title']}{price}  {where}{extra}"
     if result["kind"] == "frame" and result.get("t") is not None:
         return f"{where}  @{_clock(result['t'])}"

@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from mmsearch.output import EXIT_OK, say
+from mmsearch.remote import remove_server_record, write_server_record
 from search.errors import ConfigError
 from search.services import Services
 from search.settings import Settings
@@ -71,11 +72,13 @@ def serve(
         say(f"UI   http://127.0.0.1:{ui_port}")
     say("Press Ctrl-C to stop.")
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    write_server_record(settings, api_url)  # the CLI's search, ingest and jobs now come here (mmsearch.remote)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the signal it stopped on; stopping is what was asked
     finally:
+        remove_server_record(settings)
         signal.signal(signal.SIGTERM, previous)
         if ui is not None:
             stop_process(ui)
