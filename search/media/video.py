@@ -53,6 +53,8 @@ class SamplingPlan:
     scene_threshold: float = 0.35  # mean absolute RGB difference, 0..1, that counts as a cut
     min_side: int | None = None  # convert kept frames to this shortest side (None: full size)
     decode_threads: int = 0  # codec threads; 0 lets FFmpeg pick
+    seek: str = "auto"  # "auto": seek to the keyframe before each sample when keyframes are closer
+    # than the sampling interval allows (see ``should_seek``); "always"; "never": decode every frame
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,9 @@ def sample_frames(path: Path, plan: SamplingPlan, info: VideoInfo | None = None)
     """
     info = info or probe_video(path)
     interval = 1.0 / effective_rate(plan, info.duration)
+    if not plan.scene_change and should_seek(path, plan, interval):
+        yield from _sample_by_seeking(path, plan, info, interval)
+        return
     yielded = 0
     with _open(path) as container:
         stream = _video_stream(container)
@@ -118,6 +123,76 @@ def sample_frames(path: Path, plan: SamplingPlan, info: VideoInfo | None = None)
             return
     if yielded == 0:
         raise MediaError("corrupt video: the video stream holds no decodable frames")
+
+
+SEEK_GAIN = 2.0  # seek when the sampling interval is at least this many keyframe spacings
+
+
+def should_seek(path: Path, plan: SamplingPlan, interval: float) -> bool:
+    """Whether seeking to each sample beats decoding every frame.
+
+    Sequential decoding decodes ``interval`` seconds of frames per sample; seeking decodes from
+    the keyframe before the sample, on average half a keyframe spacing, plus the seek. So it
+    pays once the interval is ``SEEK_GAIN`` spacings or more (a sparse rate on a long video,
+    where ``max_frames`` lowers the rate); scene-change sampling must see every frame.
+    """
+    if plan.seek in ("always", "never"):
+        return plan.seek == "always"
+    spacing = keyframe_spacing(path)
+    return spacing is not None and interval >= SEEK_GAIN * spacing
+
+
+def keyframe_spacing(path: Path, packets: int = 600) -> float | None:
+    """Mean seconds between keyframes over the first ``packets`` video packets (None: one or none)."""
+    times: list[float] = []
+    with _open(path) as container:
+        stream = _video_stream(container)
+        for index, packet in enumerate(container.demux(stream)):
+            if index >= packets:
+                break
+            if packet.is_keyframe and packet.pts is not None:
+                times.append(float(packet.pts * packet.time_base))
+    return (times[-1] - times[0]) / (len(times) - 1) if len(times) >= 2 else None
+
+
+def _sample_by_seeking(path: Path, plan: SamplingPlan, info: VideoInfo, interval: float) -> Iterator[VideoFrame]:
+    """One frame per grid time: seek to the keyframe before it, decode forward to it."""
+    yielded = 0
+    with _open(path) as container:
+        stream = _video_stream(container)
+        stream.thread_type = "AUTO"
+        if plan.decode_threads:
+            stream.codec_context.thread_count = plan.decode_threads
+        origin = _start_seconds(stream)
+        t_next, last_t = 0.0, -1.0
+        while yielded < plan.max_frames and (info.duration <= 0 or t_next < info.duration):
+            try:
+                container.seek(int((t_next + origin) / stream.time_base), stream=stream, backward=True, any_frame=False)
+                frame, t = _first_at_or_after(container, stream, origin, t_next, last_t, info.fps)
+            except av.error.FFmpegError as exc:
+                if yielded == 0:
+                    raise MediaError(f"corrupt video: no frame could be decoded ({exc})") from exc
+                log.warning("video %s is damaged after %.1fs; keeping %d frames: %s", path, last_t, yielded, exc)
+                return
+            if frame is None:
+                break
+            yield VideoFrame(round(t, 3), _to_image(frame, info.rotation, plan.min_side))
+            yielded += 1
+            last_t = t
+            steps = int((t - t_next) / interval + 1e-9) + 1
+            t_next += steps * interval
+    if yielded == 0:
+        raise MediaError("corrupt video: the video stream holds no decodable frames")
+
+
+def _first_at_or_after(
+    container: av.container.InputContainer, stream: av.VideoStream, origin: float, target: float, after: float, fps: float
+) -> tuple[av.VideoFrame | None, float]:
+    for index, frame in enumerate(container.decode(stream)):
+        t = _frame_time(frame, origin, index, fps)
+        if t >= target - 1e-6 and t > after + 1e-6:
+            return frame, t
+    return None, 0.0
 
 
 def effective_rate(plan: SamplingPlan, duration: float) -> float:
