@@ -118,6 +118,7 @@ class SearchOptions:
     pooling: Pooling = "topk"
     k: int | None = None
     per_video: int = 3
+    signal: str | None = None  # moments by visual, speech or both (None: the API's default)
     limit: int = 24
     offset: int = 0
     score_threshold: float | None = None
@@ -129,6 +130,8 @@ class SearchOptions:
         body: dict[str, Any] = {"target": self.target, "limit": self.limit, "offset": self.offset}
         if self.target != "images":
             body.update(pooling=self.pooling, per_video=self.per_video)
+            if self.signal is not None:
+                body["signal"] = self.signal
             if self.k is not None:
                 body["k"] = self.k
         for name, value in (("score_threshold", self.score_threshold), ("dedup", self.dedup)):
@@ -202,6 +205,17 @@ class MomentHit:
     score: float
     best_t: float | None
     thumbnail_url: str | None
+    signal: str | None = None  # which signal carried it: visual (frames) or speech (subtitles)
+
+
+@dataclass(frozen=True)
+class Saliency:
+    """One video's score curve for a query: (t, score, signal) instants and its moments."""
+
+    video_id: str
+    curve: tuple[tuple[float, float, str], ...]
+    cues: tuple[tuple[float, float, str], ...]  # (start, end, text)
+    moments: tuple[MomentHit, ...]
 
 
 @dataclass(frozen=True)
@@ -448,6 +462,21 @@ class ApiClient:
         groups = _group_by_video(page.hits) if options.target == "moments" else tuple(_video_group(h) for h in page.hits)
         return groups, page.took_ms
 
+    def saliency(self, video_id: str, query: str, signal: str | None = None, per_video: int = 3) -> Saliency:
+        """The per-instant score curve of one video for a text query, and its moments."""
+        body: dict[str, Any] = {"text": query, "per_video": per_video, **({"signal": signal} if signal else {})}
+        data = self._request("POST", f"/videos/{quote(video_id, safe='')}/saliency", json=body)
+        return Saliency(
+            video_id=str(data["video_id"]),
+            curve=tuple((float(p["t"]), float(p["score"]), str(p["signal"])) for p in data["curve"]),
+            cues=tuple((float(c["start"]), float(c["end"]), str(c["text"])) for c in data["cues"]),
+            moments=tuple(self._moment(m) for m in data["moments"]),
+        )
+
+    def clip_url(self, video_id: str, start: float, end: float) -> str:
+        """Where the browser downloads a moment as its own MP4 (GET /media/{id}/clip)."""
+        return f"{self.base_url}/media/{quote(video_id, safe='')}/clip?start={start:g}&end={end:g}"
+
     # operations
     def alive(self) -> bool:
         try:
@@ -588,6 +617,7 @@ class ApiClient:
             score=float(d["score"]),
             best_t=d.get("best_t"),
             thumbnail_url=self._url(d.get("thumbnail_url")),
+            signal=d.get("signal"),
         )
 
 
