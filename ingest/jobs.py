@@ -23,6 +23,7 @@ import threading
 import time
 
 from ingest.discovery import DiscoveryContext, discover_request
+from ingest.enrich import OcrPass
 from ingest.heartbeat import Heartbeat, job_heartbeat, owner_heartbeat
 from ingest.pipeline import Pipeline, PipelineParts
 from ingest.requests import JOB_KIND, request_from_params, request_to_params, validate_request
@@ -63,7 +64,9 @@ def run_ingest(services: Services, request: IngestRequest, progress: Progress | 
         owner = JobOwner.current().encode()
         job = create_job(catalog, request, owner=owner, resume=True)
         with owner_heartbeat(catalog, owner, ingest.heartbeat_interval):
-            return run_job_in_process(services, job.id, progress, owner=owner)
+            finished = run_job_in_process(services, job.id, progress, owner=owner)
+        run_enrichment(services, owner)
+        return finished
     job = create_job(catalog, request, resume=True)
     dispatch_job(services, job.id)
     try:
@@ -108,6 +111,20 @@ def run_job_in_process(services: Services, job_id: str, progress: Progress | Non
     return _report(catalog.finish_job(job_id, "done"), progress)
 
 
+def run_enrichment(services: Services, owner: str) -> None:
+    """The CLI's embedded job ended: read the text in its new images before the process exits
+    (the job is already done and searchable; Ctrl-C stops reading, the next run continues)."""
+    if not services.settings.ocr.enabled:
+        return
+    ocr = OcrPass(services, owner)
+    ocr.request()
+    try:
+        while not ocr.join(timeout=1.0):
+            pass
+    finally:
+        ocr.close()
+
+
 def sweep_crash_debris(settings: Settings) -> None:
     """Remove what a process killed mid-write left behind (temporary thumbnails)."""
     removed = remove_stale_temporaries(settings.thumbnails_dir, older_than=settings.ingest.heartbeat_timeout)
@@ -145,6 +162,7 @@ class BackgroundLauncher:
         self._thread: threading.Thread | None = None
         self._heartbeat: Heartbeat | None = None
         self._lock = threading.Lock()
+        self.ocr = OcrPass(services, self.owner)  # reads text in images after each embedded job
 
     def __call__(self, request: IngestRequest) -> str:
         catalog = self.services.catalog
@@ -167,8 +185,13 @@ class BackgroundLauncher:
                 return
             time.sleep(0.05)
 
+    def join_enrichment(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the OCR pass (tests); True when none runs."""
+        return self.ocr.join(timeout)
+
     def close(self) -> None:
         """Stop the background thread after the jobs already queued (call at API shutdown)."""
+        self.ocr.close()
         with self._lock:
             thread, self._thread = self._thread, None
             heartbeat, self._heartbeat = self._heartbeat, None
@@ -194,6 +217,7 @@ class BackgroundLauncher:
                 if job_id is None:
                     return
                 run_job_in_process(self.services, job_id, owner=self.owner)
+                self.ocr.request()  # off the embedding path: after the job, on its own thread
             except Exception:
                 log.exception("background ingest job %s failed", job_id)
             finally:

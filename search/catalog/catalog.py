@@ -417,6 +417,50 @@ class Catalog:
         """
         return record_is_unchanged(self.get_media_by_uri(uri), size, mtime, content_hash, model=model)
 
+    def media_to_enrich(self, marker: str, kinds: Sequence[str], limit: int = 500) -> list[MediaRecord]:
+        """Searchable items of ``kinds`` that an enrichment pass has not done since they were
+        last indexed: no ``metadata[marker]``, or its ``at`` (ISO time) older than ``indexed_at``.
+
+        The marker lives in the metadata JSON, so the test runs here rather than in SQL (the two
+        dialects spell JSON paths differently); rows are read a page at a time, ordered by id.
+        """
+        found: list[MediaRecord] = []
+        after = ""
+        searchable = and_(media.c.kind.in_(list(kinds)), media.c.status.in_(("indexed", "partial")))
+        with self._read() as conn:
+            while len(found) < limit:
+                stmt = select(media).where(searchable, media.c.id > after).order_by(media.c.id).limit(_ID_CHUNK)
+                rows = [_media_record(row) for row in conn.execute(stmt)]
+                if not rows:
+                    break
+                found.extend(r for r in rows if _needs_enrichment(r, marker))
+                after = rows[-1].id
+        return found[:limit]
+
+    def count_to_enrich(self, marker: str, kinds: Sequence[str]) -> tuple[int, int]:
+        """(searchable items of ``kinds``, how many of them carry ``marker``): for progress lines."""
+        searchable = and_(media.c.kind.in_(list(kinds)), media.c.status.in_(("indexed", "partial")))
+        total = done = 0
+        with self._read() as conn:
+            for row in conn.execute(select(media).where(searchable)):
+                total += 1
+                done += not _needs_enrichment(_media_record(row), marker)
+        return total, done
+
+    def merge_media_metadata(self, updates: dict[str, dict[str, Any]]) -> int:
+        """Merge keys into the metadata of many items in one transaction (an enrichment pass's
+        markers); status, counters and ``indexed_at`` stay. Unknown ids are skipped."""
+        merged = 0
+        with self._write() as conn:
+            now = utcnow()
+            for mid, metadata in updates.items():
+                try:
+                    _update_media(conn, mid, {}, metadata, now)
+                except NotFound:
+                    continue
+                merged += 1
+        return merged
+
     def counts_by_kind_and_status(self) -> dict[str, dict[str, int]]:
         """``{"image": {"indexed": 10, "failed": 1}, …}`` for /stats; absent pairs are zero."""
         stmt = select(media.c.kind, media.c.status, func.count()).group_by(media.c.kind, media.c.status)
@@ -659,6 +703,20 @@ def _claim_resumable(conn: Connection, kind: str, params: dict[str, Any], new_id
 
 def _media_record(row: Row[Any]) -> MediaRecord:
     return MediaRecord(**row._mapping)
+
+
+def _needs_enrichment(record: MediaRecord, marker: str) -> bool:
+    """No marker yet, or one written before the item was last (re)indexed."""
+    mark = record.metadata.get(marker)
+    if not isinstance(mark, dict) or not isinstance(mark.get("at"), str):
+        return True
+    if record.indexed_at is None:
+        return False
+    try:
+        at = datetime.fromisoformat(mark["at"])
+    except ValueError:
+        return True
+    return at.tzinfo is None or at < record.indexed_at
 
 
 def _update_media(

@@ -1,0 +1,141 @@
+"""OCR enrichment after embedding: a real folder, the embedded ingest path, the real engine.
+
+A rendered street sign and a plain photo are ingested through ``BackgroundLauncher`` (the
+API's embedded runner); the OCR pass runs on its own thread after the job and puts the sign's
+words into its point's searchable text, where keyword search (BM25 over the payload's derived
+``words``) finds it. The plain photo is marked done without text, and nothing is read twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from ingest.enrich import OCR_JOB_KIND, OCR_KINDS, OCR_MARKER, run_ocr_pass
+from ingest.jobs import BackgroundLauncher
+from search.ids import media_id
+from search.media.ocr import available
+from search.services import IngestRequest, Services
+from search.store.keywords import KeywordQuery
+from tests._ingest_support import base_settings, file_uri, image_point_id
+
+LATIN_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+SIGN_WORDS = ("PARKING", "TICKETS", "STATION")
+
+pytestmark = pytest.mark.slow  # ingest plus one real OCR read: about 10-20 s on a shared CPU
+
+
+def _sign(path: Path) -> Path:
+    """Dark capitals on a light board over a noisy wall, saved as a JPEG photo."""
+    if not Path(LATIN_FONT).exists():
+        pytest.skip("no DejaVu font to draw with (apt-get install fonts-dejavu-core)")
+    rng = np.random.default_rng(3)
+    wall = np.clip(110 + rng.normal(0, 6, (480, 720, 3)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(wall)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((50, 40, 670, 440), fill=(245, 240, 225), outline=(30, 30, 30), width=6)
+    for i, word in enumerate(SIGN_WORDS):
+        draw.text((100, 80 + i * 110), word, font=ImageFont.truetype(LATIN_FONT, 72), fill=(25, 30, 40))
+    image.save(path, format="JPEG", quality=90)
+    return path
+
+
+def _plain_photo(path: Path) -> Path:
+    """A smooth sky-like gradient: nothing for the no-text test to find."""
+    ramp = np.linspace(0, 1, 480)[:, None, None]
+    sky = (np.array([90, 140, 220]) * (1 - ramp) + np.array([200, 220, 240]) * ramp) * np.ones((1, 640, 1))
+    Image.fromarray(sky.astype(np.uint8)).save(path, format="JPEG", quality=90)
+    return path
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "photos"
+    root.mkdir()
+    _sign(root / "board.jpg")
+    _plain_photo(root / "sky.jpg")
+    return root
+
+
+def _services(tmp_path: Path, **ocr: object) -> Services:
+    ok, reason = available()
+    if not ok:
+        pytest.skip(f"no OCR engine: {reason}")
+    return Services(base_settings(tmp_path / "data", ocr={"timeout": 60.0, **ocr}))
+
+
+def test_the_pass_after_an_embedded_job_makes_a_sign_findable_by_its_words(tmp_path: Path, folder: Path) -> None:
+    services = _services(tmp_path)
+    launcher = BackgroundLauncher(services)
+    try:
+        job_id = launcher(IngestRequest(paths=[str(folder)]))
+        launcher.join(timeout=120)
+        assert services.catalog.get_job(job_id).status == "done"
+        assert launcher.join_enrichment(timeout=120), "the OCR pass did not finish within 120 s"
+
+        sign_point, sky_point = image_point_id(folder / "board.jpg"), image_point_id(folder / "sky.jpg")
+        payloads = {hit.id: hit.payload for hit in services.store.retrieve([sign_point, sky_point])}
+        read = set(payloads[sign_point]["words"].upper().split())
+        assert set(SIGN_WORDS) <= read, f"OCR words {read}"
+        assert "board" in payloads[sign_point]["words"]  # the file name's words stay searchable
+        assert not payloads[sky_point].get("text")
+
+        hits = services.store.query_hybrid(None, KeywordQuery("tickets"), limit=5)
+        assert [hit.id for hit in hits] == [sign_point]
+
+        catalog = services.catalog
+        sign_mark = catalog.get_media(media_id(file_uri(folder / "board.jpg"))).metadata[OCR_MARKER]
+        sky_mark = catalog.get_media(media_id(file_uri(folder / "sky.jpg"))).metadata[OCR_MARKER]
+        assert sign_mark["status"] == "text" and sign_mark["engine"] in ("rapidocr", "tesseract")
+        assert sky_mark["status"] in ("skipped", "no_text") and "chars" not in sky_mark
+        assert catalog.media_to_enrich(OCR_MARKER, OCR_KINDS) == []
+
+        (ocr_job,) = [job for job in catalog.list_jobs() if job.kind == OCR_JOB_KIND]
+        assert (ocr_job.status, ocr_job.discovered, ocr_job.indexed, ocr_job.skipped, ocr_job.failed) == ("done", 2, 1, 1, 0)
+        assert run_ocr_pass(services, threading.Event()) is None  # nothing is read twice
+    finally:
+        launcher.close()
+        services.close()
+
+
+def test_with_ocr_off_nothing_is_read_and_everything_still_waits(tmp_path: Path, folder: Path) -> None:
+    services = _services(tmp_path, enabled=False)
+    launcher = BackgroundLauncher(services)
+    try:
+        launcher(IngestRequest(paths=[str(folder)]))
+        launcher.join(timeout=120)
+        assert launcher.join_enrichment(timeout=5)
+        assert run_ocr_pass(services, threading.Event()) is None
+        waiting = {r.uri for r in services.catalog.media_to_enrich(OCR_MARKER, OCR_KINDS)}
+        assert waiting == {file_uri(folder / "board.jpg"), file_uri(folder / "sky.jpg")}
+        assert not [job for job in services.catalog.list_jobs() if job.kind == OCR_JOB_KIND]
+    finally:
+        launcher.close()
+        services.close()
+
+
+def test_closing_stops_a_pass_promptly(tmp_path: Path, folder: Path) -> None:
+    sign = (folder / "board.jpg").read_bytes()
+    for i in range(12):  # distinct files (one trailing byte apart), each a sign worth reading
+        (folder / f"copy{i}.jpg").write_bytes(sign + bytes([i]))
+    services = _services(tmp_path)
+    launcher = BackgroundLauncher(services)
+    try:
+        launcher(IngestRequest(paths=[str(folder)]))
+        launcher.join(timeout=120)
+        started = time.monotonic()
+        launcher.close()  # stops between two images, long before 13 signs are read
+        assert time.monotonic() - started < 30
+        assert launcher.join_enrichment(timeout=1)
+        assert services.catalog.media_to_enrich(OCR_MARKER, OCR_KINDS), "the pass read everything instead of stopping"
+        for job in services.catalog.list_jobs():
+            if job.kind == OCR_JOB_KIND:
+                assert job.status == "cancelled" and job.processed < job.discovered
+    finally:
+        launcher.close()
+        services.close()
