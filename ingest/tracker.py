@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from search.catalog import Catalog
+from search.catalog import Catalog, MediaWrite
 from search.catalog.types import JobRecord
 
 Progress = Callable[[JobRecord], None]
@@ -71,6 +71,29 @@ class JobTracker:
             self.job = self.catalog.add_to_job(self.job_id, **vars(pending))
         else:
             self.job = self.catalog.get_job(self.job_id)
+        if self.progress is not None:
+            self.progress(self.job)
+        return self.job
+
+    def commit(
+        self,
+        *,
+        indexed: int = 0,
+        failures: Sequence[tuple[str, str]] = (),
+        notes: Sequence[tuple[str, str]] = (),
+        writes: Sequence[MediaWrite] = (),
+    ) -> JobRecord:
+        """Count a group of outcomes and write them with the buffered counts in one transaction.
+
+        ``failures`` are counted as failed and listed with their reason; ``notes`` are listed
+        only (a partial video counts as indexed); ``writes`` are the items' catalog rows.
+        """
+        with self._lock:
+            pending, self._pending = self._pending, Deltas()
+            self._last_flush = time.monotonic()
+        pending.indexed += indexed
+        pending.failed += len(failures)
+        self.job = self.catalog.commit_outcomes(self.job_id, vars(pending), [*failures, *notes], writes)
         if self.progress is not None:
             self.progress(self.job)
         return self.job

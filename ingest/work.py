@@ -96,7 +96,7 @@ def fetch_items(
             continue
         if admitted is not None:
             ready.append(admitted)
-    record_fetch_failures(catalog, tracker, failures)
+    record_fetch_failures(tracker, failures)
     tracker.flush()
     if ready:
         dispatch.index(job_id, ready)
@@ -126,7 +126,7 @@ def abandon_items(services: Services, job_id: str, items: Sequence[MediaItem], r
     catalog = services.catalog
     tracker = JobTracker(catalog, job_id)
     lost = [Failed(item, reason) for item in items if not already_done(catalog, job_id, item)]
-    record_fetch_failures(catalog, tracker, lost)
+    record_fetch_failures(tracker, lost)
     tracker.flush()
 
 

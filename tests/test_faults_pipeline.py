@@ -27,6 +27,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ingest import discovery
 from ingest.discovery import DiscoveryContext, discover_request
 from ingest.jobs import create_job, run_ingest
 from ingest.pipeline import Pipeline, PipelineParts
@@ -104,6 +105,14 @@ class FaultyCatalog(Catalog):
         self._check("get_media_by_uri")
         return super().get_media_by_uri(uri)
 
+    def write_media(self, *args: Any, **kwargs: Any) -> Any:
+        self._check("write_media")
+        return super().write_media(*args, **kwargs)
+
+    def commit_outcomes(self, *args: Any, **kwargs: Any) -> Any:
+        self._check("commit_outcomes")
+        return super().commit_outcomes(*args, **kwargs)
+
 
 class FaultyStore:
     """The real store, whose ``upsert`` goes through a Fault first."""
@@ -134,6 +143,7 @@ class FaultyEmbedder:
     ) -> None:
         self._embedder = embedder
         self.model_name, self.image_size, self.dim = embedder.model_name, embedder.image_size, embedder.dim
+        self.device, self.transform = embedder.device, embedder.transform  # what batched decoding reads
         self.batch_size = batch_size
         self._encode, self._preprocess, self._slow = encode, preprocess, slow_preprocess
 
@@ -259,12 +269,15 @@ def test_a_stream_that_raises_while_the_embedder_waits_ends_the_run(embedder: Em
 
 
 @pytest.mark.timeout(60)
-def test_discovery_failing_in_the_catalog_fails_the_job_with_the_reason(embedder: Embedder, tmp_path: Path) -> None:
+def test_discovery_failing_in_the_catalog_fails_the_job_with_the_reason(
+    embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "media"
     images = image_folder(folder, 6)
     settings = settings_for(tmp_path)
-    fault = Fault(3, CatalogUnavailable("database is locked"), delay=1.5)  # discovery registers items one by one
-    services = FaultyServices(settings, embedder, catalog_faults={"upsert_media": fault})
+    monkeypatch.setattr(discovery, "ADMIT_CHUNK", 2)  # discovery registers items two at a time
+    fault = Fault(2, CatalogUnavailable("database is locked"), delay=1.5)  # the first two are indexed by then
+    services = FaultyServices(settings, embedder, catalog_faults={"write_media": fault})
     try:
         job = run_ingest(services, IngestRequest(paths=[str(folder)]))
         assert fault.raised_at is not None and time.monotonic() - fault.raised_at < PROMPT_S
@@ -367,13 +380,35 @@ def test_a_catalog_write_failure_in_the_writer_fails_the_job(embedder: Embedder,
     images = image_folder(folder, 8)
     settings = settings_for(tmp_path)
     fault = Fault(2, CatalogUnavailable("server closed the connection unexpectedly"), delay=0.5)
-    services = FaultyServices(settings, embedder, catalog_faults={"set_media_status": fault}, slow_preprocess=0.2)
+    services = FaultyServices(settings, embedder, catalog_faults={"commit_outcomes": fault}, slow_preprocess=0.2)
     try:
         job = run_ingest(services, IngestRequest(paths=[str(folder)]))
         assert fault.raised_at is not None and time.monotonic() - fault.raised_at < PROMPT_S
         assert job.status == "failed" and job.error == "CatalogUnavailable: server closed the connection unexpectedly"
         kept = assert_committed_work_is_kept(services, images)
         assert 1 <= kept < len(images)
+    finally:
+        services.close()
+    assert_rerun_completes(settings, embedder, IngestRequest(paths=[str(folder)]), images, kept)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fault_at", ["store", "embedder"])
+def test_a_failure_while_jpeg_batches_decode_ends_the_run_promptly(embedder: Embedder, tmp_path: Path, fault_at: str) -> None:
+    """Batched decoding (DEVICE_DECODE=on): the embedding thread waits for decode slots and decoded
+    batches too; those waits watch the stop signal like every other."""
+    folder = tmp_path / "media"
+    images = image_folder(folder, 24)
+    settings = settings_for(tmp_path, device_decode="on", decode_batches_in_flight=2)
+    fault = Fault(2, StoreUnavailable("qdrant edge: disk I/O error") if fault_at == "store" else RuntimeError("CUDA error"))
+    faults: dict[str, Any] = {"store_upsert": fault} if fault_at == "store" else {"encode": fault}
+    services = FaultyServices(settings, embedder, **faults)
+    try:
+        job = run_ingest(services, IngestRequest(paths=[str(folder)]))
+        assert fault.raised_at is not None and time.monotonic() - fault.raised_at < PROMPT_S
+        assert job.status == "failed" and job.error.endswith(str(fault.error))  # type: ignore[union-attr]
+        kept = assert_committed_work_is_kept(services, images)
+        assert kept < len(images)
     finally:
         services.close()
     assert_rerun_completes(settings, embedder, IngestRequest(paths=[str(folder)]), images, kept)

@@ -1,11 +1,12 @@
 """Stage 5: commit outcomes — points to the store, counters and statuses to the catalog.
 
 Outcomes are committed in groups: one store upsert for many small images costs one flush
-instead of many. The order inside a group is fixed and matters for redelivered Celery tasks:
-points first (idempotent), then the job's counters, then each item's status, which marks the
-item done for this job. A crash between counting and marking can only make a redelivered task
-count an item twice; it can never leave a job short of its discovered count, which would keep
-it from finishing.
+instead of many, and the catalog gets one transaction per group, a few statements whatever its
+size (``Catalog.commit_outcomes``: bulk upserts on SQLite and PostgreSQL alike). The order is
+fixed and matters for redelivered Celery tasks: points first (idempotent), then, together, the
+job's counters, its failure list and each item's status, which marks the item done for this
+job. Counts and marks are committed atomically, so a job can never be left short of its
+discovered count, which would keep it from finishing.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any
 
 from ingest.discovery import Vanished, catalog_kind
 from ingest.items import MediaItem
-from ingest.stages.write import drop_stale_points
+from ingest.stages.write import drop_stale_points_of
 from ingest.tracker import JobTracker
-from search.catalog import Catalog
+from search.catalog import Catalog, MediaWrite
 from search.deletion import delete_media_items
 from search.store import Point, VectorStore
 
@@ -61,46 +62,43 @@ class Recorder:
     thumbnails_dir: Path
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Commit a group: one store upsert, one stale-point delete, one catalog transaction."""
         indexed = [o for o in outcomes if isinstance(o, Indexed)]
         failed = [o for o in outcomes if isinstance(o, Failed)]
         for vanished in (o for o in outcomes if isinstance(o, Vanished)):
             delete_media_items(self.store, self.catalog, self.thumbnails_dir, vanished.media_ids)
         self._store_points(indexed, failed)
-        if indexed:
-            self.tracker.indexed(len(indexed))
-        for done in indexed:
-            if done.partial is not None:  # counted as indexed, listed with the job's failures
-                self.catalog.record_failure(self.tracker.job_id, done.item.uri, f"partially indexed: {done.partial}")
-            for note in done.notes:
-                self.catalog.record_failure(self.tracker.job_id, done.item.uri, note)
-        for outcome in failed:
-            self.tracker.failed(outcome.item.uri, outcome.reason)
-        if indexed or failed:
-            self.tracker.flush()  # counted in the catalog before any item is marked done
-        for outcome in indexed:
-            self._mark_indexed(outcome)
-        for outcome in failed:
-            self._mark_failed(outcome)
+        if not (indexed or failed):
+            return
+        job_id = self.tracker.job_id
+        self.tracker.commit(
+            indexed=len(indexed),
+            failures=[(o.item.uri, o.reason) for o in failed],
+            # a partial video counts as indexed and is listed with the job's failures
+            notes=[(o.item.uri, f"partially indexed: {o.partial}") for o in indexed if o.partial is not None]
+            + [(o.item.uri, note) for o in indexed for note in o.notes],
+            writes=[self._indexed_row(o) for o in indexed] + [failed_row(job_id, o) for o in failed],
+        )
 
     def _store_points(self, indexed: Sequence[Indexed], failed: Sequence[Failed]) -> None:
         points = [p for outcome in indexed for p in outcome.points]
         if points:
             self.store.upsert(points)
-        for outcome in indexed:
-            if outcome.item.had_points:
-                drop_stale_points(self.store, outcome.item.media_id, keep=outcome.points)
-        for failure in failed:
-            if failure.item.had_points:  # it changed into something unusable: old vectors lie
-                drop_stale_points(self.store, failure.item.media_id, keep=())
+        stale: dict[str, Sequence[Point]] = {o.item.media_id: o.points for o in indexed if o.item.had_points}
+        # an item that changed into something unusable: its old vectors lie
+        stale.update({o.item.media_id: () for o in failed if o.item.had_points})
+        if stale:
+            drop_stale_points_of(self.store, stale)
 
-    def _mark_indexed(self, outcome: Indexed) -> None:
+    def _indexed_row(self, outcome: Indexed) -> MediaWrite:
+        """The row of an indexed item; ``kind`` is what the bytes turned out to be."""
         item = outcome.item
-        if outcome.kind != catalog_kind(item.kind):  # the bytes disagreed with the extension
-            self.catalog.upsert_media(item.uri, kind=outcome.kind, source_id=item.source_id, status="pending")
-        self.catalog.set_media_status(
-            item.media_id,
-            "indexed" if outcome.partial is None else "partial",
-            outcome.partial,
+        return MediaWrite(
+            item.uri,
+            kind=outcome.kind,  # type: ignore[arg-type]
+            status="indexed" if outcome.partial is None else "partial",
+            error=outcome.partial,
+            source_id=item.source_id,
             point_count=len(outcome.points),
             model=self.model,
             thumbnail=outcome.thumb,
@@ -112,30 +110,26 @@ class Recorder:
             job_id=self.tracker.job_id,
         )
 
-    def _mark_failed(self, outcome: Failed) -> None:
-        mark_failed(self.catalog, self.tracker.job_id, outcome)
 
-
-def record_fetch_failures(catalog: Catalog, tracker: JobTracker, failures: Sequence[Failed]) -> None:
-    """Failures of items that never reached the store (downloads): no points to drop."""
-    for failure in failures:
-        tracker.failed(failure.item.uri, failure.reason)
+def record_fetch_failures(tracker: JobTracker, failures: Sequence[Failed]) -> None:
+    """Failures of items that never reached the store (downloads): counted, listed and marked
+    in one transaction, with no points to drop."""
     if failures:
-        tracker.flush()  # counted before marked, as in Recorder.record
-    for failure in failures:
-        mark_failed(catalog, tracker.job_id, failure)
+        tracker.commit(
+            failures=[(f.item.uri, f.reason) for f in failures],
+            writes=[failed_row(tracker.job_id, f) for f in failures],
+        )
 
 
-def mark_failed(catalog: Catalog, job_id: str, outcome: Failed) -> None:
-    """Record the item as failed with its reason (creating its row if it never got one)."""
+def failed_row(job_id: str, outcome: Failed) -> MediaWrite:
+    """The row of a failed item with its reason (created if it never got one); no points left."""
     item = outcome.item
-    catalog.upsert_media(
+    return MediaWrite(
         item.uri,
         kind=catalog_kind(item.kind),
         source_id=item.source_id,
         status="failed",
         error=outcome.reason,
         job_id=job_id,
+        point_count=0 if item.had_points else None,
     )
-    if item.had_points:
-        catalog.set_media_status(item.media_id, "failed", outcome.reason, point_count=0)
