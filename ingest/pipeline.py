@@ -9,13 +9,20 @@ Three kinds of thread share the work so that embedding, the expensive step, neve
   for a moment;
 - write: one thread commits outcomes to the store and the catalog in groups.
 
+With batched decoding (``MMSEARCH_INGEST__DEVICE_DECODE``, ``ingest.stages.batch_decode``) the
+prefetch threads only read JPEGs; the embedding thread gathers their bytes into batches and
+hands each to ``DecodeAhead``, which keeps ``decode_batches_in_flight`` of them decoding (on the
+GPU with nvJPEG) while the model runs, and takes them back in order. Whatever the batched path
+hands back (other formats, CMYK, a broken file) goes through ``prepare_image`` in the decode
+thread, so failures read exactly as on the Pillow path.
+
 Bounded queues between them cap memory (a long video streams through, frame by frame) and
 push back on the producers. The same engine runs a whole job in embedded mode and one batch
 of items inside a Celery ``gpu`` task.
 
 Stopping has one mechanism, ``_Stop``: the first error of any thread is kept and sets its
 event, and every blocking wait in every thread (queue get and put, the discovery lock, the wait
-for the writer) polls that event every ``_POLL_S``. So no thread can wait for one that has
+for the writer, the wait for a decode slot or a decoded batch) polls that event every ``_POLL_S``. So no thread can wait for one that has
 gone: within a poll of a failure every thread unwinds, ``run`` joins them (with a deadline)
 and raises that first error. End of input is the only other signal: each prefetch thread's
 ``_DONE``, then the writer's ``_END``.
@@ -27,14 +34,18 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ingest.discovery import DiscoveryContext, Vanished, admit_fetched, already_done
+from ingest.discovery import DiscoveryContext, Vanished, admit_fetched, not_done_yet
 from ingest.items import MediaItem
+from ingest.stages.batch_decode import BatchDecoder, DecodeAhead, DecodedBatch, make_batch_decoder
 from ingest.stages.cues import NO_SUBTITLES, read_cues, video_cue_points
 from ingest.stages.decode import DecodeConfig, PreparedFrame, PreparedImage, open_video, prepare_frames, prepare_image
 from ingest.stages.fetch import fetch_remote
@@ -48,6 +59,7 @@ from search.embedder import ImageEmbedder
 from search.errors import FetchError, MediaError, StoreUnavailable
 from search.fetch import Fetcher
 from search.media import VideoInfo
+from search.media.shots import ShotTracker, refine_cuts
 from search.media.subtitles import Subtitles
 from search.settings import Settings
 from search.store import VectorStore
@@ -151,6 +163,14 @@ class _VideoEnd:
     media_id: str
     error: str | None  # why the frames stopped early (None: the video was read to its end)
     subtitles: Subtitles = NO_SUBTITLES  # read once the frames are done
+    shots: tuple[float, ...] = ()  # cut times found while the frames were decoded
+
+
+@dataclass(frozen=True)
+class _JpegLoaded:
+    """A JPEG read into memory that the batched decoder takes (``BatchDecoder.batchable``)."""
+
+    loaded: Loaded
 
 
 @dataclass(frozen=True)
@@ -169,11 +189,22 @@ class _VideoState:
     ended: bool = False
     error: str | None = None
     subtitles: Subtitles = NO_SUBTITLES
+    shots: tuple[float, ...] = ()
 
 
 _DONE = object()  # a prefetch thread found the stream exhausted (or the job cancelled)
 
 Batch = list[tuple[torch.Tensor, object]]  # tensor and what it belongs to: PreparedImage | _FrameReady
+Decoding = Future[DecodedBatch[object]]  # a JPEG batch in DecodeAhead; its fallbacks are units
+
+
+@dataclass
+class _Batched:
+    """The embedding thread's side of batched decoding: JPEGs gathering, and batches decoding."""
+
+    ahead: DecodeAhead[object]
+    jpegs: list[Loaded] = field(default_factory=list)
+    decoding: deque[Decoding] = field(default_factory=deque)
 
 
 class Pipeline:
@@ -193,12 +224,19 @@ class Pipeline:
         self._stop = _Stop()
         self._units: queue.Queue[object] = queue.Queue(maxsize=2 * self.batch_size)
         self._videos: dict[str, _VideoState] = {}
+        self._decoder: BatchDecoder | None = None
 
     # -- the calling thread: orchestration, batching and embedding -----------------------------
 
     def run(self, stream: Iterable[MediaItem | Vanished]) -> None:
         """Process every item of ``stream``; raises the first error any thread met, promptly."""
         self._stop, self._units, self._videos = _Stop(), queue.Queue(maxsize=2 * self.batch_size), {}
+        if self.redelivered:  # a redelivered task: skip what this job finished, 500 items per query
+            stream = not_done_yet(self.parts.catalog, self.parts.tracker.job_id, stream)
+        self._decoder = make_batch_decoder(self.settings, self.embedder, self.config)
+        batched = None
+        if self._decoder is not None:
+            batched = _Batched(DecodeAhead(self._decoder, self.settings.ingest.decode_batches_in_flight, self._fallback_unit))
         feed = _Feed(iter(stream), self._stop)
         writer = _Writer(self.recorder, self._stop)
         prefetchers = [
@@ -208,7 +246,7 @@ class Pipeline:
         for thread in prefetchers:
             thread.start()
         try:
-            self._embed_loop(len(prefetchers), writer)
+            self._embed_loop(len(prefetchers), writer, batched)
             writer.finish()
         except Stopped:
             pass  # another thread failed: its error is raised below
@@ -216,32 +254,101 @@ class Pipeline:
             self._stop.fail(exc)
         finally:
             self._stop.halt()
-            _join_all([*prefetchers, writer.thread], _JOIN_S)
+            threads = [*prefetchers, writer.thread]
+            if batched is not None:
+                threads.append(_close_decoding(batched, self._decoder))
+            _join_all(threads, _JOIN_S)
         if self._stop.error is not None:
             raise self._stop.error
 
-    def _embed_loop(self, producers: int, writer: _Writer) -> None:
-        """Batch units as they arrive until every prefetch thread is done; Stopped on a stop."""
+    def _embed_loop(self, producers: int, writer: _Writer, batched: _Batched | None) -> None:
+        """Batch units as they arrive until every prefetch thread is done and every JPEG batch
+        is decoded and embedded; Stopped on a stop."""
         batch: Batch = []
-        while producers:
+        while producers or (batched is not None and (batched.jpegs or batched.decoding)):
+            if batched is not None:
+                self._take_decoded(batched, batch, writer, wait=not producers and not batched.jpegs)
+            if not producers:
+                if batched is not None and batched.jpegs:
+                    self._start_decoding(batched, batch, writer)
+                continue
+            busy = batch or (batched is not None and (batched.jpegs or batched.decoding))
             try:
-                unit = self._stop.get(self._units, timeout=_IDLE_FLUSH_S if batch else None)
-            except queue.Empty:
-                self._embed(batch, writer)
+                unit = self._stop.get(self._units, timeout=_IDLE_FLUSH_S if busy else None)
+            except queue.Empty:  # nothing arrived for a moment: decode or embed what there is
+                if batched is not None and batched.jpegs:
+                    self._start_decoding(batched, batch, writer)
+                elif batch and (batched is None or not batched.decoding):
+                    self._embed(batch, writer)
                 continue
             if unit is _DONE:
                 producers -= 1
-            elif isinstance(unit, _ImageReady):
-                batch.append((unit.prepared.tensor, unit.prepared))
-            elif isinstance(unit, _FrameReady):
-                self._videos[unit.media_id].pending += 1
-                batch.append((unit.frame.tensor, unit))
+            elif isinstance(unit, _JpegLoaded):
+                assert batched is not None
+                batched.jpegs.append(unit.loaded)
+                if len(batched.jpegs) >= self.batch_size:
+                    self._start_decoding(batched, batch, writer)
             else:
-                self._route(unit, writer)
-            if len(batch) >= self.batch_size:
-                self._embed(batch, writer)
+                self._accept(unit, batch, writer)
         if batch:
             self._embed(batch, writer)
+
+    def _accept(self, unit: object, batch: Batch, writer: _Writer) -> None:
+        """Add a unit's tensor to the batch (embedding it when full), or route the unit."""
+        if isinstance(unit, _ImageReady):
+            batch.append((unit.prepared.tensor, unit.prepared))
+        elif isinstance(unit, _FrameReady):
+            self._videos[unit.media_id].pending += 1
+            batch.append((unit.frame.tensor, unit))
+        else:
+            self._route(unit, writer)
+        if len(batch) >= self.batch_size:
+            self._embed(batch, writer)
+
+    # -- batched decoding (the embedding thread's side) --------------------------------------------
+
+    def _start_decoding(self, batched: _Batched, batch: Batch, writer: _Writer) -> None:
+        """Hand the gathered JPEGs to DecodeAhead; when all its slots are busy, take the oldest first."""
+        if len(batched.decoding) >= batched.ahead.in_flight:
+            self._take(batched.decoding.popleft(), batch, writer)
+        jpegs, batched.jpegs = batched.jpegs, []
+        while True:  # a slot frees when a batch's thread finishes, just after its future is done
+            self._stop.check()
+            try:
+                batched.decoding.append(batched.ahead.submit(jpegs, timeout=_POLL_S))
+                return
+            except TimeoutError:
+                continue
+
+    def _take_decoded(self, batched: _Batched, batch: Batch, writer: _Writer, *, wait: bool) -> None:
+        """Take the decoded batches at the head of the line, in order; ``wait`` for the first one."""
+        while batched.decoding and (wait or batched.decoding[0].done()):
+            self._take(batched.decoding.popleft(), batch, writer)
+            wait = False
+
+    def _take(self, future: Decoding, batch: Batch, writer: _Writer) -> None:
+        """One decoded batch into the embedding batch (waiting for it, polling the stop signal)."""
+        while True:
+            self._stop.check()
+            try:
+                decoded = future.result(timeout=_POLL_S)
+                break
+            except FutureTimeout:
+                continue
+        for prepared in decoded.images:
+            self._accept(_ImageReady(prepared), batch, writer)
+        for unit in decoded.fallbacks:
+            self._accept(unit, batch, writer)
+
+    def _fallback_unit(self, loaded: Loaded) -> object:
+        """What the Pillow path makes of a JPEG the batched decoder handed back (in a decode thread)."""
+        try:
+            return _ImageReady(prepare_image(loaded, self.config, self.embedder.preprocess))
+        except (MediaError, FetchError) as exc:
+            return _Pass(Failed(loaded.item, str(exc)))
+        except Exception as exc:
+            log.exception("unexpected error ingesting %s", loaded.item.uri)
+            return _Pass(Failed(loaded.item, f"internal error: {type(exc).__name__}: {exc}"))
 
     def _route(self, unit: object, writer: _Writer) -> None:
         if isinstance(unit, _VideoStart):
@@ -250,6 +357,7 @@ class Pipeline:
             state = self._videos[unit.media_id]
             state.ended, state.error = True, unit.error
             state.subtitles = unit.subtitles
+            state.shots = unit.shots
             self._finish_video_if_done(unit.media_id, writer)
         elif isinstance(unit, _Pass):
             writer.submit(unit.outcome)
@@ -316,6 +424,7 @@ class Pipeline:
             "segments": len(spans),
             "has_audio": info.has_audio,
             "cues": len(cues),
+            "shots": list(state.shots),  # cut times (the first frame of each new shot), seconds
         }
         partial = None if state.error is None else _stopped_at(frames[-1].t, info.duration, state.error)
         if partial is not None:
@@ -367,12 +476,17 @@ class Pipeline:
             if isinstance(prepared, PreparedImage):
                 yield _ImageReady(prepared)
                 return
+            if isinstance(prepared, _JpegLoaded):
+                yield prepared
+                return
             loaded, info = prepared
             yield _VideoStart(loaded, info)
             video_started = True
-            for frame in prepare_frames(loaded, info, self.config, self.embedder.preprocess):
+            shots = ShotTracker()
+            for frame in prepare_frames(loaded, info, self.config, self.embedder.preprocess, shots):
                 yield _FrameReady(item.media_id, frame)
-            yield _VideoEnd(item.media_id, None, read_cues(loaded, self.settings.ingest.subtitles))
+            cuts = tuple(refine_cuts(loaded.path, shots.pairs))
+            yield _VideoEnd(item.media_id, None, read_cues(loaded, self.settings.ingest.subtitles), cuts)
         except (MediaError, FetchError) as exc:
             yield _VideoEnd(item.media_id, str(exc)) if video_started else _Pass(Failed(item, str(exc)))
         except (StoreUnavailable, Stopped):
@@ -382,15 +496,15 @@ class Pipeline:
             reason = f"internal error: {type(exc).__name__}: {exc}"
             yield _VideoEnd(item.media_id, reason) if video_started else _Pass(Failed(item, reason))
 
-    def _prepare(self, item: MediaItem) -> PreparedImage | tuple[Loaded, VideoInfo] | None:
-        if self.redelivered and already_done(self.parts.catalog, self.parts.tracker.job_id, item):
-            return None
+    def _prepare(self, item: MediaItem) -> PreparedImage | _JpegLoaded | tuple[Loaded, VideoInfo] | None:
         if item.is_remote and item.local_copy is None:
             fetched = admit_fetched(self.admission, fetch_remote(item, self.settings, self.parts.fetcher))
             if fetched is None:
                 return None
             item = fetched
         loaded = load_item(item, self.settings.ingest.max_download_bytes)
+        if loaded.kind == "image" and self._decoder is not None and self._decoder.batchable(loaded):
+            return _JpegLoaded(loaded)
         if loaded.kind == "image":
             return prepare_image(loaded, self.config, self.embedder.preprocess)
         return loaded, open_video(loaded)
@@ -475,6 +589,22 @@ def _join_all(threads: Sequence[threading.Thread], timeout: float) -> None:
     late = [t.name for t in threads if t.is_alive()]
     if late:
         log.warning("ingest threads still busy after the run stopped: %s", ", ".join(late))
+
+
+def _close_decoding(batched: _Batched, decoder: BatchDecoder | None) -> threading.Thread:
+    """Drop the JPEG batches not yet started and close the decoder, in a thread the caller joins
+    with its deadline: a batch being decoded finishes first (its thumbnail writes have timeouts)."""
+    for future in batched.decoding:
+        future.cancel()
+
+    def close() -> None:
+        batched.ahead.close()
+        if decoder is not None:
+            decoder.close()
+
+    thread = threading.Thread(target=close, name="ingest-decode-close", daemon=True)
+    thread.start()
+    return thread
 
 
 def _stopped_at(reached: float, duration: float, error: str) -> str:

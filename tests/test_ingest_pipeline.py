@@ -234,3 +234,54 @@ def test_background_launcher_runs_jobs_in_the_store_owning_process(services: Ser
     jobs = [services.catalog.get_job(job_id) for job_id in (first, second)]
     assert [(j.status, j.indexed) for j in jobs] == [("done", 2), ("done", 1)]
     assert all_ids(services) == {image_point_id(media / n) for n in ("sub/blue.webp", "sub/deeper/yellow.jpg", "red.jpg")}
+
+
+def _photo_folder_with_bad_files(root: Path) -> Path:
+    """Real JPEGs (sizes, subsampling, grey, EXIF-turned, CMYK), a PNG, a truncated and a fake JPEG."""
+    from tests.test_batch_decode import photo, save_jpeg
+
+    for i, (w, h) in enumerate([(640, 480), (320, 240), (480, 640), (1024, 768), (300, 200), (200, 200)]):
+        save_jpeg(photo(w, h, 20 + i), root / f"photo_{i}.jpg", subsampling=i % 3)
+    save_jpeg(photo(400, 300, 30).convert("L"), root / "grey.jpg")
+    save_jpeg(photo(400, 300, 31), root / "turned.jpg", orientation=6)
+    save_jpeg(photo(320, 240, 32).convert("CMYK"), root / "cmyk.jpg")
+    photo(160, 120, 33).save(root / "plain.png", "PNG")
+    whole = save_jpeg(photo(320, 240, 34), root / "whole.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (root / "notes.jpg").write_bytes(b"\xff\xd8\xff" + b"not a jpeg at all" * 20)
+    return root
+
+
+def test_batched_jpeg_decoding_indexes_what_the_pillow_path_indexes(embedder: Embedder, tmp_path: Path) -> None:
+    """MMSEARCH_INGEST__DEVICE_DECODE=on (torchvision's libjpeg-turbo on this CPU) against off:
+    the same points and failures, vectors within a cosine of 0.999, and not bit-identical (the
+    batched path really ran)."""
+    folder = _photo_folder_with_bad_files(tmp_path / "photos")
+    runs = {}
+    for mode in ("off", "on"):
+        settings = base_settings(tmp_path / f"data-{mode}", ingest={"device_decode": mode, "decode_batches_in_flight": 2})
+        svc = SharedModelServices(settings, embedder)
+        try:
+            job = run_ingest(svc, IngestRequest(paths=[str(folder)]))
+            hits = svc.store.scroll(limit=1000, with_vectors=True).hits
+            failures = {(f.uri, f.reason) for f in svc.catalog.job_failures(job.id)}
+            records = {uri: svc.catalog.get_media_by_uri(uri) for uri in (file_uri(p) for p in folder.iterdir())}
+            runs[mode] = (job, {h.id: np.asarray(h.vector) for h in hits}, failures, records)
+        finally:
+            svc.close()
+    (job_off, vectors_off, failures_off, records_off), (job_on, vectors_on, failures_on, records_on) = runs["off"], runs["on"]
+    assert (job_on.status, job_on.indexed, job_on.failed) == (job_off.status, job_off.indexed, job_off.failed) == ("done", 11, 2)
+    assert set(vectors_on) == set(vectors_off) and len(vectors_on) == 11
+    assert failures_on == failures_off and {uri.rsplit("/", 1)[1] for uri, _ in failures_on} == {"truncated.jpg", "notes.jpg"}
+    for uri, record in records_on.items():
+        other = records_off[uri]
+        assert record is not None and other is not None
+        assert (record.status, record.width, record.height, record.thumbnail) == (
+            other.status,
+            other.width,
+            other.height,
+            other.thumbnail,
+        )
+    cosines = {i: float(np.dot(vectors_on[i], vectors_off[i])) for i in vectors_on}
+    assert min(cosines.values()) >= 0.999, cosines
+    assert min(cosines.values()) < 1 - 1e-6, "the batched decoder never ran"
