@@ -125,6 +125,13 @@ class SearchOptions:
     dedup: bool | None = None
     explain: bool = False
     filters: Filters = field(default_factory=Filters)
+    mode: str | None = None  # hybrid, vector or keyword (None: the API's default)
+    group: bool | None = None  # one card per product (None: the API's rule, on for products)
+    sort: str | None = None  # after the cutoff: taken_at, price, name, size_bytes; "-" prefix descending
+    diverse: bool = False  # MMR-diversified results
+    facets: tuple[str, ...] = ()  # fields to count values of among the filtered candidates
+    like: tuple[str, ...] = ()  # feedback: liked result ids
+    dislike: tuple[str, ...] = ()  # feedback: disliked result ids
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"target": self.target, "limit": self.limit, "offset": self.offset}
@@ -139,13 +146,22 @@ class SearchOptions:
                 body[name] = value
         if self.explain:
             body["explain"] = True
+        for name, value in (("mode", self.mode), ("group", self.group), ("sort", self.sort)):
+            if value is not None:
+                body[name] = value
+        if self.diverse:
+            body["diverse"] = True
+        for name, ids in (("facets", self.facets), ("like", self.like), ("dislike", self.dislike)):
+            if ids:
+                body[name] = list(ids)
         filters = self.filters.to_json()
         if filters:
             body["filters"] = filters
         return body
 
     def to_params(self) -> list[tuple[str, str]]:
-        params = [(key, _param(value)) for key, value in self.to_json().items() if key != "filters"]
+        """Query parameters for the upload endpoint (feedback ids and facets are body-only)."""
+        params = [(key, _param(value)) for key, value in self.to_json().items() if key not in _BODY_ONLY]
         return params + self.filters.to_params()
 
 
@@ -183,6 +199,16 @@ class Contribution:
     weight: float
     similarity: float
     contribution: float
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Another photo of a product shown as one card."""
+
+    id: str
+    score: float
+    name: str | None = None
+    thumbnail_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +268,7 @@ class Hit:
     duplicates: tuple[str, ...] = ()
     contributions: tuple[Contribution, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    variants: tuple[Variant, ...] = ()  # grouped by product: its other matching photos
 
     @property
     def title(self) -> str:
@@ -271,6 +298,7 @@ class SearchPage:
     took_ms: float | None
     query_type: str = ""
     terms: tuple[QueryTerm, ...] = ()
+    facets: Mapping[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)  # field → (value, count), most first
 
     @property
     def has_more(self) -> bool:
@@ -582,6 +610,10 @@ class ApiClient:
             took_ms=(data.get("timings") or {}).get("total_ms"),
             query_type=str(data.get("query_type", "")),
             terms=tuple(QueryTerm(str(t["kind"]), str(t["label"]), float(t["weight"])) for t in data.get("terms", [])),
+            facets={
+                str(name): tuple((str(c["value"]), int(c["count"])) for c in counts)
+                for name, counts in (data.get("facets") or {}).items()
+            },
         )
 
     def _hit(self, d: Mapping[str, Any]) -> Hit:
@@ -605,6 +637,10 @@ class ApiClient:
             moment=moment,
             moments=tuple(self._moment(m) for m in d.get("moments") or ()),
             duplicates=tuple(d.get("duplicates") or ()),
+            variants=tuple(
+                Variant(str(v.get("id") or v["media_id"]), float(v["score"]), v.get("name"), self._url(v.get("thumbnail_url")))
+                for v in d.get("variants") or ()
+            ),
             contributions=tuple(_contribution(c) for c in d.get("contributions") or ()),
             metadata=d.get("metadata") or {},
         )
@@ -619,6 +655,9 @@ class ApiClient:
             thumbnail_url=self._url(d.get("thumbnail_url")),
             signal=d.get("signal"),
         )
+
+
+_BODY_ONLY = ("filters", "facets", "like", "dislike")
 
 
 def _param(value: Any) -> str:

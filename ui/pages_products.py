@@ -1,7 +1,10 @@
 """The Products page: find products by words or by a photo, then their closest look-alikes.
 
-Results are restricted to product points (kind ``product``) and near-duplicates collapse by
-default, because a catalogue shows the same item in several photos and listings.
+Results are restricted to product points (kind ``product``), one card per product (its best
+matching photo, its other photos as variants), and near-identical photos of different products
+collapse by default, because a catalogue shows the same item in several photos and listings.
+Category and brand counts of the query's candidates are filter buttons; results can be sorted
+(after the minimum score) and diversified.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from ui.pages_search import UPLOAD_TYPES
 
 CHOSEN_KEY = "products.chosen"
 LIMIT = 24
+FACETS = ("category", "brand")  # counted for the query, shown as filter buttons
+SORTS = {"Relevance": None, "Price: low to high": "price", "Price: high to low": "-price", "Name": "name"}
 
 
 def render() -> None:
@@ -28,6 +33,12 @@ def render() -> None:
             key="products.dedup",
             help="Show one listing per group of near-identical product photos.",
         )
+        group = st.toggle(
+            "Group by product", value=True, key="products.group", help="One card per product, its other photos as variants."
+        )
+        sort = SORTS[st.selectbox("Sort by", list(SORTS), key="products.sort")]
+        threshold = st.slider("Minimum score", 0.0, 1.0, 0.0, 0.01, key="products.threshold", help="Relevance cutoff.")
+        diverse = st.toggle("Diverse results", value=False, key="products.diverse", help="Fewer look-alikes on one page (MMR).")
     st.title("Products", anchor=False)
     st.caption("Search the product catalogue by description or by a photo, then explore similar products.")
     query, image = _inputs()
@@ -42,7 +53,17 @@ def render() -> None:
                 icon=":material/shopping_bag:",
             )
         return
-    page = _search(api, query, image, SearchOptions(limit=LIMIT, dedup=dedup, filters=chosen_filters))
+    options = SearchOptions(
+        limit=LIMIT,
+        dedup=dedup,
+        group=group,
+        sort=sort,
+        score_threshold=threshold or None,
+        diverse=diverse,
+        facets=FACETS if image is None else (),
+        filters=chosen_filters,
+    )
+    page = _search(api, query, image, options)
     if page is None:
         return
     if not page.hits:
@@ -54,9 +75,11 @@ def render() -> None:
         return
     filters.remember(page.hits)
     collapsed = f" · {page.collapsed} duplicates collapsed" if page.collapsed else ""
-    st.markdown(f"**{len(page.hits)}** products{collapsed}")
+    order = f" · sorted by {sort.lstrip('-').replace('_', ' ')}" if sort else ""
+    st.markdown(f"**{len(page.hits)}** products{collapsed}{order}")
+    components.facet_bar(page.facets, {name: f"products.f.{name}" for name in FACETS}, key="products")
     action = CardAction("Similar products", ":material/auto_awesome:", "Show products like this one", _choose)
-    components.result_grid(page.hits, [action], key="products")
+    components.result_grid(page.hits, [action], key="products", highlight=components.query_words(query))
 
 
 def _inputs() -> tuple[str, tuple[str, bytes] | None]:

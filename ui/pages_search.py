@@ -23,6 +23,16 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 SUBTRACT_WEIGHT = -0.5
 EXAMPLES = ("red circle", '"blue square" + "yellow" - "blue"', "a large green star")
 LAST_KEY = "search.last"
+MODES = {"Hybrid": "hybrid", "Visual": "vector", "Keywords": "keyword"}  # label → the API's mode
+SORTS = {
+    "Relevance": None,
+    "Newest first": "-taken_at",
+    "Oldest first": "taken_at",
+    "File name": "name",
+    "Largest": "-size_bytes",
+}
+FACETS = ("kind", "source", "category", "brand")  # counted for each query, shown as filter buttons
+FACET_WIDGETS = {name: f"search.f.{name}" for name in FACETS}  # the sidebar filter each facet sets
 
 SYNTAX_HELP = """
 **Plain words** search by meaning: `a red circle`, `beach at sunset`.
@@ -32,13 +42,16 @@ SYNTAX_HELP = """
 | term | meaning |
 |---|---|
 | `"red car"` | text (quotes needed next to operators) |
-| `id:3f2a…` | an indexed item (the ➕ / ➖ buttons on a result add these) |
+| `id:3f2a…` | an indexed item (the :material/add_circle: / :material/do_not_disturb_on: buttons on a result add these) |
 | `url:https://…/cat.jpg` | an image on the web |
 | `0.5*"people"` or `"people"*0.5` | a weight |
 
 Example: `"beach" + id:42 - 0.5*"people"` — that beach photo, without the people.
 Each term is normalised, weighted, summed and renormalised; *Explain scores* in the
 sidebar shows each term's share of every result's score.
+
+**Feedback**: :material/thumb_up: / :material/thumb_down: on a result marks it liked or
+disliked, and the query is refined by the marked examples.
 """
 
 
@@ -201,13 +214,36 @@ def _sidebar() -> SearchOptions:
     threshold = st.slider(
         "Minimum score", 0.0, 1.0, 0.0, 0.01, key="search.threshold", help="Hide results scoring below this cosine similarity."
     )
+    mode = st.segmented_control(
+        "Ranking",
+        list(MODES),
+        default="Hybrid",
+        key="search.mode",
+        help="Hybrid fuses visual similarity with keyword matches (file names, titles); or either alone.",
+    )
+    sort = SORTS[st.selectbox("Sort by", list(SORTS), key="search.sort", help="Applied after the minimum score.")]
     dedup = st.toggle("Collapse near-duplicates", value=False, key="search.dedup")
+    diverse = st.toggle(
+        "Diverse results", value=False, key="search.diverse", help="Fewer near-identical shots on one page (MMR)."
+    )
     explain = st.toggle(
         "Explain scores", value=False, key="search.explain", help="Show each query term's share of a result's score."
     )
     offset = query_state.page(st.session_state) * per_page
+    marks = query_state.feedback(st.session_state)
     return SearchOptions(
-        limit=per_page, offset=offset, score_threshold=threshold or None, dedup=dedup, explain=explain, filters=chosen
+        limit=per_page,
+        offset=offset,
+        score_threshold=threshold or None,
+        dedup=dedup,
+        explain=explain,
+        filters=chosen,
+        mode=MODES.get(mode or "Hybrid"),
+        sort=sort,
+        diverse=diverse,
+        facets=FACETS,
+        like=tuple(i for i, (liked, _) in marks.items() if liked),
+        dislike=tuple(i for i, (liked, _) in marks.items() if not liked),
     )
 
 
@@ -265,7 +301,26 @@ def _card_actions() -> list[CardAction]:
             f"Subtract from query (weight {SUBTRACT_WEIGHT:g})",
             lambda hit: _add_item(hit, SUBTRACT_WEIGHT),
         ),
+        CardAction("", ":material/thumb_up:", "More like this: refine the query", lambda hit: _mark(hit, True)),
+        CardAction("", ":material/thumb_down:", "Less like this: refine the query", lambda hit: _mark(hit, False)),
     ]
+
+
+def _mark(hit: Hit, liked: bool) -> None:
+    query_state.mark(st.session_state, hit.id, hit.title, liked)
+
+
+def _feedback_bar() -> None:
+    """The examples in play, so a user sees what refines the query and can drop them."""
+    marks = query_state.feedback(st.session_state)
+    if not marks:
+        return
+    with st.container(horizontal=True, vertical_alignment="center", key="feedback"):
+        chips = [f"{':material/thumb_up:' if liked else ':material/thumb_down:'} {label}" for liked, label in marks.values()]
+        st.markdown("Refined by " + " · ".join(chips))
+        st.button(
+            "Clear", icon=":material/close:", key="feedback.clear", on_click=query_state.clear_feedback, args=(st.session_state,)
+        )
 
 
 def _add_item(hit: Hit, weight: float) -> None:
@@ -279,16 +334,23 @@ def _results(page: SearchPage, options: SearchOptions) -> None:
         _no_results(options)
         return
     filters.remember(page.hits)
-    _summary(page)
-    components.result_grid(page.hits, _card_actions(), key="results", first_rank=page.offset + 1)
+    _summary(page, options)
+    _feedback_bar()
+    components.facet_bar(page.facets, FACET_WIDGETS, key="search")
+    words = components.query_words(st.session_state.get(query_state.QUERY_KEY, ""))
+    components.result_grid(page.hits, _card_actions(), key="results", first_rank=page.offset + 1, highlight=words)
     _pager(page)
 
 
-def _summary(page: SearchPage) -> None:
+def _summary(page: SearchPage, options: SearchOptions | None = None) -> None:
     first, last = page.offset + 1, page.offset + len(page.hits)
     parts = [f"Results **{first}–{last}**"]
     if page.collapsed:
         parts.append(f"{page.collapsed} near-duplicates collapsed")
+    if options is not None and options.sort:
+        parts.append(f"sorted by {next(k for k, v in SORTS.items() if v == options.sort).lower()}")
+    if options is not None and options.diverse:
+        parts.append("diversified")
     if page.took_ms is not None:
         parts.append(f"{page.took_ms:.0f} ms")
     if page.terms and (len(page.terms) > 1 or page.terms[0].kind != "text"):
@@ -367,7 +429,8 @@ def _welcome() -> None:
     body = (
         "Type what you are looking for, drop an image, or combine both. Try "
         + ", ".join(f"`{e}`" for e in EXAMPLES)
-        + ". The ➕ and ➖ buttons on a result add it to or subtract it from the query."
+        + ". The :material/add_circle: and :material/do_not_disturb_on: buttons on a result add it to or subtract it"
+        + " from the query; :material/thumb_up: and :material/thumb_down: refine it by example."
     )
     components.empty_state("Search your archive", body)
 

@@ -19,6 +19,7 @@ TERMS_KEY = "search.terms"
 SIMILAR_KEY = "search.similar"
 PAGE_KEY = "search.page"
 QUERY_KEY = "search.query"
+FEEDBACK_KEY = "search.feedback"  # result id → (liked, label): marked 👍 / 👎, refining the query
 
 State = MutableMapping[str, Any]
 
@@ -114,6 +115,27 @@ def set_page(state: State, number: int) -> None:
 
 def reset_page(state: State) -> None:
     state[PAGE_KEY] = 0
+
+
+def feedback(state: State) -> dict[str, tuple[bool, str]]:
+    """The results marked liked (True) or disliked (False), by id, with their titles."""
+    return dict(state.get(FEEDBACK_KEY, {}))
+
+
+def mark(state: State, item_id: str, label: str, liked: bool) -> None:
+    """Mark a result liked or disliked; marking it the same way again unmarks it."""
+    marks = dict(state.get(FEEDBACK_KEY, {}))
+    if marks.get(item_id, (None,))[0] is liked:
+        marks.pop(item_id)
+    else:
+        marks[item_id] = (liked, label)
+    state[FEEDBACK_KEY] = marks
+    reset_page(state)
+
+
+def clear_feedback(state: State) -> None:
+    state.pop(FEEDBACK_KEY, None)
+    reset_page(state)
 
 
 def looks_like_arithmetic(text: str) -> bool:

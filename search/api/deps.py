@@ -133,6 +133,9 @@ async def options_query(
     dedup: bool | None = None,
     dedup_threshold: Annotated[float | None, Query(gt=0, le=1)] = None,
     explain: bool = False,
+    group: bool | None = None,
+    sort: Annotated[str | None, Query(max_length=40)] = None,
+    diverse: bool = False,
 ) -> QueryOptions:
     """Search options as query parameters, for endpoints whose body is an upload."""
     return _validated(
@@ -148,6 +151,9 @@ async def options_query(
         dedup=dedup,
         dedup_threshold=dedup_threshold,
         explain=explain,
+        group=group,
+        sort=sort,
+        diverse=diverse,
         filters=filters,
     )
 
