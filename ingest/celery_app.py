@@ -1,8 +1,10 @@
 """The one Celery app, configured from ``Settings`` (never from import-time globals).
 
-Two queues, routed by task name: ``cpu`` (``mmsearch.ingest.cpu.*``: discovery, downloads,
-job bookkeeping) and ``gpu`` (``mmsearch.ingest.gpu.*``: decode+embed+store, and deletes,
-since the processes that write the store own it). Long idempotent tasks are acknowledged only
+Three queues, routed by task name: ``cpu`` (``mmsearch.ingest.cpu.*``: discovery, downloads,
+job bookkeeping), ``gpu`` (``mmsearch.ingest.gpu.*``: decode+embed+store, and deletes,
+since the processes that write the store own it) and ``enrich`` (``mmsearch.ingest.enrich.*``:
+OCR after embedding, which writes payloads, so over a single-process store it shares the gpu
+worker's process: ``--queues gpu,enrich``). Long idempotent tasks are acknowledged only
 when done (``acks_late``), re-queued at once if their pool process dies
 (``reject_on_worker_lost``), and each worker process reserves one message at a time (prefetch
 multiplier 1), so a slow batch never holds others hostage. Results are not stored: progress
@@ -26,6 +28,7 @@ from search.settings import Settings
 
 CPU_TASKS = "mmsearch.ingest.cpu.*"
 GPU_TASKS = "mmsearch.ingest.gpu.*"
+ENRICH_TASKS = "mmsearch.ingest.enrich.*"
 _RESTORE_LOCK_S = 15  # kombu's lock around one restore sweep (default 300 s: a worker killed holding it stalls every restore)
 
 
@@ -46,8 +49,12 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=ingest.cpu_queue,
-        task_queues=(Queue(ingest.cpu_queue), Queue(ingest.gpu_queue)),
-        task_routes={CPU_TASKS: {"queue": ingest.cpu_queue}, GPU_TASKS: {"queue": ingest.gpu_queue}},
+        task_queues=(Queue(ingest.cpu_queue), Queue(ingest.gpu_queue), Queue(ingest.enrich_queue)),
+        task_routes={
+            CPU_TASKS: {"queue": ingest.cpu_queue},
+            GPU_TASKS: {"queue": ingest.gpu_queue},
+            ENRICH_TASKS: {"queue": ingest.enrich_queue},
+        },
         broker_transport_options={
             "visibility_timeout": ingest.visibility_timeout,
             "unacked_restore_interval": ingest.broker_restore_interval,

@@ -30,6 +30,7 @@ from typing import Any
 from ingest.heartbeat import owner_heartbeat
 from ingest.items import path_of_file_uri
 from search.catalog import Catalog
+from search.catalog.catalog import needs_enrichment
 from search.catalog.schema import utcnow
 from search.catalog.types import JobRecord, MediaRecord
 from search.errors import MediaError
@@ -157,11 +158,25 @@ def tally(outcomes: Sequence[Outcome]) -> dict[str, int]:
     return {"indexed": with_text, "failed": failed, "skipped": len(outcomes) - with_text - failed}
 
 
-def enrich_records(services: Services, reader: ImageReader, records: Sequence[MediaRecord]) -> list[Outcome]:
-    """Read and write one batch (a Celery task's work, and a step of the embedded pass)."""
-    outcomes = [reader.read(record) for record in records]
+def enrich_records(
+    services: Services, reader: ImageReader, records: Sequence[MediaRecord], stop: threading.Event | None = None
+) -> list[Outcome]:
+    """Read and write one batch (a Celery task's work, and a step of the embedded pass);
+    with ``stop`` set, the images read so far are written and the rest left for later."""
+    outcomes = []
+    for record in records:
+        if stop is not None and stop.is_set():
+            break
+        outcomes.append(reader.read(record))
     write_outcomes(services, outcomes)
     return outcomes
+
+
+def ocr_progress(catalog: Catalog) -> str:
+    """``ocr: N of M images, K with text`` from the catalog's markers (doctor, job summaries)."""
+    counts = catalog.enrichment_counts(OCR_MARKER, OCR_KINDS)
+    total = sum(counts.values())
+    return f"ocr: {total - counts.get('pending', 0)} of {total} images, {counts.get('text', 0)} with text"
 
 
 def start_ocr_job(catalog: Catalog, pending: int, owner: str | None = None) -> JobRecord:
@@ -192,9 +207,11 @@ def run_ocr_pass(services: Services, stop: threading.Event, owner: str | None = 
         for start in range(0, len(pending), BATCH):
             if stop.is_set():
                 return run.finish("cancelled")
-            outcomes = enrich_records(services, reader, pending[start : start + BATCH])
+            outcomes = enrich_records(services, reader, pending[start : start + BATCH], stop)
             if run.count(tally(outcomes), reader.engine_used):
                 return run.job
+            if stop.is_set():
+                return run.finish("cancelled")
         return run.finish("done")
     except OcrUnavailable as exc:
         log.warning("OCR enrichment skipped: %s", exc)
@@ -235,6 +252,53 @@ class _PassJob:
             self.job = start_ocr_job(self.catalog, self.pending, self.owner)
             self.job = self.catalog.add_to_job(self.job.id, **self._held)
         return self.catalog.finish_job(self.job.id, status, error=error)  # type: ignore[arg-type]
+
+
+# -- distributed mode: a batch of media ids per Celery task on the enrich queue ---------------
+
+
+def dispatch_ocr(services: Services, send: Callable[[str, list[str]], None]) -> JobRecord | None:
+    """An ingest job was finalized: make an ``ocr`` job of what waits and send it in batches
+    (``send(job_id, media_ids)``). A second dispatch of the same items is harmless: each task
+    reads only what is still unread when it runs."""
+    if not services.settings.ocr.enabled:
+        return None
+    catalog = services.catalog
+    pending = catalog.media_to_enrich(OCR_MARKER, OCR_KINDS, limit=1_000_000)
+    if not pending:
+        return None
+    job = start_ocr_job(catalog, len(pending))
+    for start in range(0, len(pending), BATCH):
+        send(job.id, [record.id for record in pending[start : start + BATCH]])
+    return job
+
+
+def ocr_batch(services: Services, reader: ImageReader, job_id: str, media_ids: Sequence[str]) -> JobRecord:
+    """One task's work: read the items still unread, count them all, finish the job with the last batch.
+
+    Items already read (a redelivered task, a second dispatch) or gone count as skipped, so
+    the counters always reach ``discovered``. OcrUnavailable fails the job with its reason.
+    """
+    catalog = services.catalog
+    job = catalog.get_job(job_id)
+    if job.finished:
+        return job
+    records = catalog.get_media_many(media_ids)
+    waiting = {
+        r.id
+        for r in records.values()
+        if r.kind in OCR_KINDS and r.status in ("indexed", "partial") and needs_enrichment(r, OCR_MARKER)
+    }
+    try:
+        outcomes = enrich_records(services, reader, [records[i] for i in media_ids if i in waiting])
+    except OcrUnavailable as exc:
+        return catalog.finish_job(job_id, "failed", error=str(exc))
+    counts = tally(outcomes)
+    counts["skipped"] += len(media_ids) - len(outcomes)
+    job = catalog.add_to_job(job_id, **counts)
+    if job.processed >= job.discovered:
+        job = catalog.finish_job(job_id, "done")
+    return job
 
 
 class OcrPass:

@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 
 from celery import Celery, Task, signals
 
-from ingest import work
+from ingest import enrich, work
 from ingest.heartbeat import Heartbeat, job_heartbeat
 from ingest.items import MediaItem
+from ingest.requests import JOB_KIND
 from search.errors import FetchError, StoreUnavailable
 from search.fetch import Fetcher
 from search.services import Services
@@ -36,6 +37,7 @@ FETCH = "mmsearch.ingest.cpu.fetch"
 FINALIZE = "mmsearch.ingest.cpu.finalize"
 INDEX = "mmsearch.ingest.gpu.index"
 PURGE = "mmsearch.ingest.gpu.purge"
+OCR = "mmsearch.ingest.enrich.ocr"
 FINALIZE_POLL_S = 1.0
 
 
@@ -98,10 +100,14 @@ class CeleryDispatch:
     def discover(self, job_id: str) -> None:
         self.app.send_task(DISCOVER, args=(job_id,))
 
+    def ocr(self, job_id: str, media_ids: Sequence[str]) -> None:
+        self.app.send_task(OCR, args=(job_id, list(media_ids)))
+
 
 def register_tasks(app: Celery, settings: Settings) -> None:
     """Define the ingestion tasks on ``app``; their per-process resources come from ``settings``."""
     resources = _Resources(settings)
+    readers = _Readers()
     dispatch = CeleryDispatch(app)
     retrying = {
         "bind": True,
@@ -143,15 +149,45 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=FINALIZE, bind=True, max_retries=None, autoretry_for=(StoreUnavailable,), retry_backoff=True)
     def finalize(self: Task, job_id: str) -> None:
         services, _ = resources.get()
-        if work.finalize_job(services, job_id) is None:
+        job = work.finalize_job(services, job_id)
+        if job is None:
             raise self.retry(countdown=FINALIZE_POLL_S)
+        if job.status == "done" and job.kind == JOB_KIND:
+            enrich.dispatch_ocr(services, dispatch.ocr)  # off the embedding path: the enrich queue
+
+    @app.task(name=OCR, **retrying)
+    def ocr(self: Task, job_id: str, media_ids: list[str]) -> None:
+        services, _ = resources.get()
+        with _beating(services, job_id):
+            enrich.ocr_batch(services, readers.get(services), job_id, media_ids)
 
     def close_resources(**_: object) -> None:
+        readers.close()
         resources.close()
 
     signals.worker_process_shutdown.connect(close_resources, weak=False)
     signals.worker_shutdown.connect(close_resources, weak=False)
     app.mmsearch_resources = resources
+
+
+class _Readers:
+    """One OCR reader (engine loaded on first need) per worker process and thread."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def get(self, services: Services) -> enrich.ImageReader:
+        reader = getattr(self._local, "reader", None)
+        if reader is None or getattr(self._local, "pid", None) != os.getpid():
+            reader = self._local.reader = enrich.ImageReader(services)
+            self._local.pid = os.getpid()
+        return reader
+
+    def close(self) -> None:
+        reader = getattr(self._local, "reader", None)
+        if reader is not None and getattr(self._local, "pid", None) == os.getpid():
+            reader.close()
+        self._local.reader = None
 
 
 def _beating(services: Services, job_id: str) -> Heartbeat:

@@ -12,6 +12,8 @@ import torch
 from search.broker import broker_status, redact_url
 from search.embedder.device import cuda_gpus, nvjpeg_problem
 from search.errors import ModelUnavailable
+from search.media.formats import formats_status
+from search.media.ocr import ocr_status
 from search.services import Services
 from search.settings import Settings
 
@@ -38,6 +40,8 @@ def run_checks(settings: Settings) -> list[Check]:
             _timed("catalog", lambda: _catalog_summary(services)),
             _timed("broker", lambda: broker_status(settings)),
             _timed("video", _video_summary),
+            _timed("formats", formats_status),
+            _timed("ocr", lambda: _ocr_summary(services)),
         ]
     finally:
         services.close()
@@ -113,6 +117,17 @@ def _index_summary(services: Services) -> str:
 def _catalog_summary(services: Services) -> str:
     services.catalog.ping()
     return f"reachable; {len(services.catalog.list_jobs(limit=1000))} jobs recorded"
+
+
+def _ocr_summary(services: Services) -> str:
+    """Whether OCR can run (raises when it is on but cannot), and how far enrichment got."""
+    from ingest.enrich import ocr_progress
+
+    line = ocr_status(services.settings.ocr)
+    try:
+        return f"{line}; {ocr_progress(services.catalog)}"
+    except Exception as exc:  # the catalog has its own check; say why the count is missing
+        return f"{line}; progress unknown ({type(exc).__name__})"
 
 
 def _video_summary() -> str:

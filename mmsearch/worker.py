@@ -1,7 +1,7 @@
 """``mmsearch worker``: a Celery worker for our app, on the queues the arguments name.
 
-``--queues cpu,gpu`` are the logical names; they map to the configured queue names
-(``MMSEARCH_INGEST__CPU_QUEUE``/``__GPU_QUEUE``). A worker of the ``gpu`` queue writes the
+``--queues cpu,gpu,enrich`` are the logical names; they map to the configured queue names
+(``MMSEARCH_INGEST__CPU_QUEUE``/``__GPU_QUEUE``/``__ENRICH_QUEUE``; enrich: OCR after embedding). A worker of the ``gpu`` queue writes the
 store: with an embedded store (Edge or qdrant-client local mode, one process per folder) it
 must be a single process, so its concurrency is 1.
 """
@@ -43,7 +43,7 @@ def run_worker_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def worker_queues(spec: str, settings: Settings) -> list[str]:
     """``cpu,gpu`` → the configured queue names; a configured name may also be given as is."""
-    mapping = {"cpu": settings.ingest.cpu_queue, "gpu": settings.ingest.gpu_queue}
+    mapping = {"cpu": settings.ingest.cpu_queue, "gpu": settings.ingest.gpu_queue, "enrich": settings.ingest.enrich_queue}
     known = set(mapping.values())
     queues: list[str] = []
     for name in (part.strip() for part in spec.split(",")):
@@ -51,7 +51,7 @@ def worker_queues(spec: str, settings: Settings) -> list[str]:
             continue
         queue = mapping.get(name, name)
         if queue not in known:
-            raise ConfigError(f"unknown queue {name!r}: use cpu, gpu or both (cpu,gpu)")
+            raise ConfigError(f"unknown queue {name!r}: use cpu, gpu, enrich or several (cpu,gpu)")
         if queue not in queues:
             queues.append(queue)
     if not queues:
@@ -60,14 +60,16 @@ def worker_queues(spec: str, settings: Settings) -> list[str]:
 
 
 def worker_concurrency(requested: int | None, queues: list[str], settings: Settings) -> int:
-    """The worker's process count: 1 for a ``gpu`` worker over a single-owner store."""
+    """The worker's process count: 1 for a ``gpu`` or ``enrich`` worker over a single-owner store
+    (both write it; there, one worker serves both: ``--queues gpu,enrich``)."""
     if requested is not None and requested < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {requested}")
     single_owner = settings.resolved_store_url.startswith(_SINGLE_OWNER_SCHEMES)
-    if settings.ingest.gpu_queue in queues and single_owner:
+    writes_store = settings.ingest.gpu_queue in queues or settings.ingest.enrich_queue in queues
+    if writes_store and single_owner:
         if requested not in (None, 1):
             raise ConfigError(
-                f"the store {settings.resolved_store_url} admits one process: a gpu worker over it runs with "
+                f"the store {settings.resolved_store_url} admits one process: a gpu or enrich worker over it runs with "
                 "--concurrency 1 (use a Qdrant server, MMSEARCH_STORE_URL=http://host:6333, for more)"
             )
         return 1

@@ -98,6 +98,7 @@ class IngestSettings(BaseModel):
     decode_batches_in_flight: int = Field(2, ge=1, le=16, description="JPEG batches decoded at once ahead of the model")
     cpu_queue: str = Field("cpu", min_length=1, description="Celery queue for discover and fetch tasks")
     gpu_queue: str = Field("gpu", min_length=1, description="Celery queue for decode+embed+upsert tasks")
+    enrich_queue: str = Field("enrich", min_length=1, description="Celery queue for enrichment after embedding (OCR)")
     task_batch_items: int = Field(32, ge=1, le=4096, description="media items per embedding task")
     task_max_retries: int = Field(5, ge=0, le=100, description="retries of a task after transient errors")
     visibility_timeout: float = Field(

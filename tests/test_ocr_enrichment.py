@@ -8,6 +8,7 @@ words into its point's searchable text, where keyword search (BM25 over the payl
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -16,13 +17,24 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from ingest.enrich import OCR_JOB_KIND, OCR_KINDS, OCR_MARKER, run_ocr_pass
-from ingest.jobs import BackgroundLauncher
+from ingest.enrich import OCR_JOB_KIND, OCR_KINDS, OCR_MARKER, ocr_progress, run_ocr_pass
+from ingest.jobs import BackgroundLauncher, run_ingest
+from mmsearch.doctor import run_checks
+from search.catalog.types import JobRecord
 from search.ids import media_id
 from search.media.ocr import available
 from search.services import IngestRequest, Services
 from search.store.keywords import KeywordQuery
-from tests._ingest_support import base_settings, file_uri, image_point_id
+from tests._ingest_support import (
+    REDIS_URL,
+    base_settings,
+    file_uri,
+    image_point_id,
+    redis_available,
+    running_worker,
+    scratch_postgres,
+    scratch_queues,
+)
 
 LATIN_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 SIGN_WORDS = ("PARKING", "TICKETS", "STATION")
@@ -98,6 +110,7 @@ def test_the_pass_after_an_embedded_job_makes_a_sign_findable_by_its_words(tmp_p
         (ocr_job,) = [job for job in catalog.list_jobs() if job.kind == OCR_JOB_KIND]
         assert (ocr_job.status, ocr_job.discovered, ocr_job.indexed, ocr_job.skipped, ocr_job.failed) == ("done", 2, 1, 1, 0)
         assert run_ocr_pass(services, threading.Event()) is None  # nothing is read twice
+        assert ocr_progress(catalog) == "ocr: 2 of 2 images, 1 with text"
     finally:
         launcher.close()
         services.close()
@@ -117,6 +130,10 @@ def test_with_ocr_off_nothing_is_read_and_everything_still_waits(tmp_path: Path,
     finally:
         launcher.close()
         services.close()
+    checks = {check.name: check for check in run_checks(services.settings)}  # opens the store itself
+    assert checks["ocr"].ok and checks["ocr"].detail.startswith("off (MMSEARCH_OCR__ENABLED=false)")
+    assert checks["ocr"].detail.endswith("ocr: 0 of 2 images, 0 with text")
+    assert checks["formats"].ok and checks["formats"].detail
 
 
 def test_closing_stops_a_pass_promptly(tmp_path: Path, folder: Path) -> None:
@@ -139,3 +156,52 @@ def test_closing_stops_a_pass_promptly(tmp_path: Path, folder: Path) -> None:
     finally:
         launcher.close()
         services.close()
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_celery_reads_the_sign_on_the_enrich_queue_after_the_job(tmp_path: Path, folder: Path) -> None:
+    """A ``cpu`` worker and a ``gpu,enrich`` worker (the Edge store admits one process, so the
+    worker that embeds also enriches; with a Qdrant server ``--queues enrich`` runs apart)."""
+    if not redis_available():
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    try:
+        scratch = scratch_postgres()
+        catalog_url = scratch.__enter__()
+    except Exception as exc:
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
+    try:
+        queues = {**scratch_queues(), "enrich_queue": f"test-enrich-{secrets.token_hex(4)}"}
+        settings = base_settings(
+            tmp_path / "data", catalog_url=catalog_url, broker_url=REDIS_URL, ingest=queues, ocr={"timeout": 60.0}
+        )
+        services = Services(settings)  # this process touches only the catalog and the broker
+        with (
+            running_worker(settings, tmp_path / "cpu.log", queues="cpu"),
+            running_worker(settings, tmp_path / "gpu.log", queues="gpu,enrich") as worker,
+        ):
+            assert run_ingest(services, IngestRequest(paths=[str(folder)])).status == "done"
+            ocr_job = _wait_for_ocr_job(services, timeout=180)
+            assert ocr_job is not None and ocr_job.status == "done", worker.log_tail()
+            assert "Task mmsearch.ingest.enrich.ocr[" in worker.log_tail(50_000)
+            assert (ocr_job.discovered, ocr_job.indexed, ocr_job.skipped, ocr_job.failed) == (2, 1, 1, 0)
+            services.close()
+            assert worker.stop() is not None
+        reader = Services(settings)
+        try:
+            (sign,) = reader.store.retrieve([image_point_id(folder / "board.jpg")])
+            assert set(SIGN_WORDS) <= set(sign.payload["words"].upper().split())
+        finally:
+            reader.close()
+    finally:
+        scratch.__exit__(None, None, None)
+
+
+def _wait_for_ocr_job(services: Services, timeout: float) -> JobRecord | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = [job for job in services.catalog.list_jobs() if job.kind == OCR_JOB_KIND]
+        if jobs and jobs[0].finished:
+            return jobs[0]
+        time.sleep(0.5)
+    return None

@@ -433,19 +433,21 @@ class Catalog:
                 rows = [_media_record(row) for row in conn.execute(stmt)]
                 if not rows:
                     break
-                found.extend(r for r in rows if _needs_enrichment(r, marker))
+                found.extend(r for r in rows if needs_enrichment(r, marker))
                 after = rows[-1].id
         return found[:limit]
 
-    def count_to_enrich(self, marker: str, kinds: Sequence[str]) -> tuple[int, int]:
-        """(searchable items of ``kinds``, how many of them carry ``marker``): for progress lines."""
+    def enrichment_counts(self, marker: str, kinds: Sequence[str]) -> dict[str, int]:
+        """Searchable items of ``kinds`` by their marker's ``status`` (``pending`` when not done
+        since last indexed), for progress lines: ``{"pending": 3, "text": 5, "no_text": 9}``."""
         searchable = and_(media.c.kind.in_(list(kinds)), media.c.status.in_(("indexed", "partial")))
-        total = done = 0
+        counts: dict[str, int] = {}
         with self._read() as conn:
             for row in conn.execute(select(media).where(searchable)):
-                total += 1
-                done += not _needs_enrichment(_media_record(row), marker)
-        return total, done
+                record = _media_record(row)
+                status = "pending" if needs_enrichment(record, marker) else str(record.metadata[marker].get("status"))
+                counts[status] = counts.get(status, 0) + 1
+        return counts
 
     def merge_media_metadata(self, updates: dict[str, dict[str, Any]]) -> int:
         """Merge keys into the metadata of many items in one transaction (an enrichment pass's
@@ -705,7 +707,7 @@ def _media_record(row: Row[Any]) -> MediaRecord:
     return MediaRecord(**row._mapping)
 
 
-def _needs_enrichment(record: MediaRecord, marker: str) -> bool:
+def needs_enrichment(record: MediaRecord, marker: str) -> bool:
     """No marker yet, or one written before the item was last (re)indexed."""
     mark = record.metadata.get(marker)
     if not isinstance(mark, dict) or not isinstance(mark.get("at"), str):
