@@ -28,14 +28,16 @@ import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA_HISTORY: Mapping[int, str] = {
     1: "the layout before versioning: no schema record in the collection",
     2: "schema record; derived geo field (from gps_lat/gps_lon) with a geo index",
     3: "searchable text: a text field, the derived words field (full-text index) and its BM25 sparse vector",
+    4: "derived year field (UTC year of taken_at) with an integer index, for year facets",
 }
 
 _INDEX = "index"
@@ -111,6 +113,7 @@ class PointPayload:
     # What keyword search matches (derived; see ``searchable``): full-text indexed, and the
     # store keeps a BM25 sparse vector of it (``search.store.keywords``).
     words: str | None = field(default=None, init=False, metadata=_derived(FieldType.TEXT))
+    year: int | None = field(default=None, init=False, metadata=_derived(FieldType.INTEGER))  # of taken_at, UTC: facets
     extra: Mapping[str, Any] = field(default_factory=dict)  # fields outside the contract, kept as they are
 
     _spec: ClassVar[_Spec]
@@ -180,8 +183,9 @@ class PointPayload:
         self._derive()
 
     def _derive(self) -> None:
-        """Compute the derived fields from the others: the searchable words."""
+        """Compute the derived fields from the others: the searchable words, the year taken."""
         object.__setattr__(self, "words", searchable_words(self._searchable()) or None)
+        object.__setattr__(self, "year", _utc_year(self.taken_at))
 
     def _searchable(self) -> list[str | None]:
         """The texts a person would type to find this point: its file and folder names, and
@@ -342,6 +346,16 @@ class CollectionRecord:
 _FOLDER_WORDS = 4  # innermost folders whose names count as words ("/home/ann" says nothing)
 _WORD = re.compile(r"[^\W_]+")  # letters and digits: "IMG_2023_beach-party.jpg" → IMG 2023 beach party jpg
 _WORDS_MAX = 4000  # characters: a page of OCR text is plenty for keyword search
+
+
+def _utc_year(at: float | None) -> int | None:
+    """The UTC calendar year of unix seconds ``at`` (None when unknown or out of range)."""
+    if at is None or not math.isfinite(at):
+        return None
+    try:
+        return datetime.fromtimestamp(at, timezone.utc).year
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def searchable_words(texts: typing.Iterable[str | None]) -> str:

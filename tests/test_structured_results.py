@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -183,3 +184,10 @@ def test_diverse_results_are_less_alike_and_keep_the_best_match_first(client: Te
     assert len(diverse) == 10 and diverse[0]["id"] == plain[0]["id"]
     assert {r["id"] for r in diverse} != {r["id"] for r in plain}
     assert _mean_similarity(ix, diverse) < _mean_similarity(ix, plain)
+
+
+def test_year_facets_count_the_derived_year_of_taken_at(client: TestClient) -> None:
+    every = _search(client, text="a shape", limit=500, filters={"kinds": ["image"]}, group=False)["results"]
+    years = Counter(datetime.fromtimestamp(r["taken_at"], timezone.utc).year for r in every)
+    page = _search(client, text="a shape", limit=1, filters={"kinds": ["image"]}, facets=["year"])
+    assert {f["value"]: f["count"] for f in page["facets"]["year"]} == dict(years)
