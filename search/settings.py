@@ -153,6 +153,7 @@ class SearchSettings(BaseModel):
         "both", description="what moments are found by: frames (visual), subtitle cues (speech), or both fused"
     )
     cue_candidates: int = Field(200, ge=1, description="subtitle cues scored per moment query")
+    snap_tolerance: float = Field(1.0, ge=0, le=30, description="moment bounds move to a cut this close (seconds; 0: never)")
 
 
 class ApiSettings(BaseModel):

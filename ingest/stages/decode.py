@@ -28,6 +28,7 @@ from search.media import (
     sample_frames,
     save_thumbnail,
 )
+from search.media.shots import ShotTracker
 from search.media.thumbnail import frame_thumb_name, image_thumb_name
 from search.settings import Settings
 
@@ -104,19 +105,24 @@ def open_video(loaded: Loaded) -> VideoInfo:
     return probe_video(loaded.path)
 
 
-def prepare_frames(loaded: Loaded, info: VideoInfo, config: DecodeConfig, preprocess: Preprocess) -> Iterator[PreparedFrame]:
+def prepare_frames(
+    loaded: Loaded, info: VideoInfo, config: DecodeConfig, preprocess: Preprocess, shots: ShotTracker | None = None
+) -> Iterator[PreparedFrame]:
     """Sampled frames of a video, each thumbnailed and preprocessed, in time order.
 
     The sampler ends quietly when a stream breaks part-way (a truncated download decodes up to
     the cut and then simply runs out); so after the last frame this raises MediaError when the
     frames stopped well short of the stated duration. The frames already given stay usable:
-    the caller indexes them and records the video as partial.
+    the caller indexes them and records the video as partial. ``shots`` sees every sampled
+    frame (the histogram pass of shot detection, ``search.media.shots``).
     """
     video_id = loaded.item.media_id
     last_t, count = None, 0
     for frame in sample_frames(loaded.path, config.plan, info):
         thumb = frame_thumb_name(video_id, frame.t)
         save_thumbnail(frame.image, config.thumbnails_dir / thumb, config.thumbnail_size)
+        if shots is not None:
+            shots.add(frame.t, frame.image)
         yield PreparedFrame(frame.t, preprocess(frame.image), thumb)
         last_t, count = frame.t, count + 1
     if ended_early(last_t, count, info, config.plan):

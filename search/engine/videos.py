@@ -23,6 +23,7 @@ from search.engine.prepare import PreparedQuery
 from search.engine.request import SearchRequest
 from search.engine.results import ResultItem
 from search.filters import BadFilter, FilterSpec, to_store_filter
+from search.media.shots import snap_span
 from search.moments import (
     CueScore,
     FrameScore,
@@ -118,6 +119,7 @@ def video_results(
             windows = {v: topk_windows(fs, payloads[v].duration or 0.0, params, frame_floor) for v, fs in by_video.items()}
             window_floor = frame_floor
         moments = {v: video_moments(ws, by_video.get(v, []), params, window_floor, frame_floor) for v, ws in windows.items()}
+    moments = _snapped(services, moments)
     frame_payloads = {h.id: p for h, p in frame_points}
     if request.target == "moments":
         ranked = [m for m in rank_moments(moments) if _above(m.score, request.score_threshold)]
@@ -138,6 +140,31 @@ def video_results(
     if request.explain:
         items = _explained(store, timer, prepared, items)
     return ResultPage(tuple(items), request.offset + limit if more else None, timer.ms)
+
+
+def _snapped(services: Services, moments: dict[str, list[Moment]]) -> dict[str, list[Moment]]:
+    """Visual moments' bounds moved to the video's nearest cut within ``search.snap_tolerance``
+    (the cuts ingest found, in the catalog's ``shots``): frames are samples, so a run of them
+    starts up to a sampling step after its shot does. Speech moments keep their cues' bounds,
+    and a video without shots keeps its moments as they are."""
+    tolerance = services.settings.search.snap_tolerance
+    if tolerance <= 0 or not moments:
+        return moments
+    records = services.catalog.get_media_many(moments)
+    out = {}
+    for video, found in moments.items():
+        record = records.get(video)
+        cuts = record.metadata.get("shots") if record is not None else None
+        if not isinstance(cuts, list) or not cuts:
+            out[video] = found
+            continue
+        out[video] = [m if m.signal == "speech" else _snap(m, cuts, tolerance) for m in found]
+    return out
+
+
+def _snap(moment: Moment, cuts: Sequence[float], tolerance: float) -> Moment:
+    start, end = snap_span(moment.start, moment.end, cuts, tolerance)
+    return replace(moment, start=start, end=end)
 
 
 def _fused_moments(
