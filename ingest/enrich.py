@@ -32,7 +32,7 @@ from ingest.items import path_of_file_uri
 from search.catalog import Catalog
 from search.catalog.catalog import needs_enrichment
 from search.catalog.schema import utcnow
-from search.catalog.types import JobRecord, MediaRecord
+from search.catalog.types import JobRecord, JobStatus, MediaRecord
 from search.errors import MediaError
 from search.media.image import decode_image
 from search.media.ocr import OcrConfig, OcrEngine, OcrResult, OcrUnavailable, likely_has_text
@@ -245,13 +245,13 @@ class _PassJob:
         self.job = self.catalog.add_to_job(self.job.id, **deltas)
         return self.job.stopped
 
-    def finish(self, status: str, error: str | None = None) -> JobRecord | None:
+    def finish(self, status: JobStatus, error: str | None = None) -> JobRecord | None:
         if self.job is None and status != "failed":
             return None
         if self.job is None:
             self.job = start_ocr_job(self.catalog, self.pending, self.owner)
             self.job = self.catalog.add_to_job(self.job.id, **self._held)
-        return self.catalog.finish_job(self.job.id, status, error=error)  # type: ignore[arg-type]
+        return self.catalog.finish_job(self.job.id, status, error=error)
 
 
 # -- distributed mode: a batch of media ids per Celery task on the enrich queue ---------------
