@@ -59,9 +59,11 @@ class Outcome:
     reason: str = ""
     engine: str = ""
     seconds: float = 0.0
+    at: str = dataclasses.field(default_factory=lambda: utcnow().isoformat())  # when reading began
 
     def marker(self) -> dict[str, Any]:
-        mark: dict[str, Any] = {"status": self.status, "engine": self.engine, "at": utcnow().isoformat()}
+        """``at`` is the start of the read: a file re-indexed while it was read is read again."""
+        mark: dict[str, Any] = {"status": self.status, "engine": self.engine, "at": self.at}
         if self.reason:
             mark["reason"] = self.reason
         if self.seconds:
@@ -93,6 +95,7 @@ class ImageReader:
 
     def read(self, record: MediaRecord) -> Outcome:
         """OCR one catalogued item from its file; never raises for the file's content."""
+        at = utcnow().isoformat()
         if not record.uri.startswith("file:"):
             return Outcome(record.id, "skipped", reason="remote media is not downloaded again for OCR")
         try:
@@ -104,7 +107,7 @@ class ImageReader:
         engine = self.engine()
         self.engine_used = True
         result: OcrResult = engine.read(image)
-        return Outcome(record.id, result.status, result.text, result.reason, result.engine, result.seconds)
+        return Outcome(record.id, result.status, result.text, result.reason, result.engine, result.seconds, at)
 
     def close(self) -> None:
         if self._engine is not None:

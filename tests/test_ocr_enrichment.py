@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ingest.enrich import OCR_JOB_KIND, OCR_KINDS, OCR_MARKER, ocr_progress, run_ocr_pass
 from ingest.jobs import BackgroundLauncher, run_ingest
 from mmsearch.doctor import run_checks
+from search.catalog import Catalog
 from search.catalog.types import JobRecord
 from search.ids import media_id
 from search.media.ocr import available
@@ -38,8 +40,6 @@ from tests._ingest_support import (
 
 LATIN_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 SIGN_WORDS = ("PARKING", "TICKETS", "STATION")
-
-pytestmark = pytest.mark.slow  # ingest plus one real OCR read: about 10-20 s on a shared CPU
 
 
 def _sign(path: Path) -> Path:
@@ -74,6 +74,23 @@ def folder(tmp_path: Path) -> Path:
     return root
 
 
+def test_a_reindexed_item_waits_for_ocr_again_and_a_marked_one_does_not(tmp_path: Path) -> None:
+    """The marker rule on a real SQLite catalog: read once per indexing, whatever the metadata holds."""
+    with Catalog.open(f"sqlite:///{tmp_path / 'catalog.sqlite3'}") as catalog:
+        photo = catalog.upsert_media("file:///p/sign.jpg", kind="image", status="indexed", metadata={"exif": {"iso": 100}})
+        catalog.upsert_media("file:///p/clip.mp4", kind="video", status="indexed")  # videos are not OCR'd
+        catalog.upsert_media("file:///p/broken.jpg", kind="image", status="failed", error="not an image")
+        assert [r.id for r in catalog.media_to_enrich(OCR_MARKER, OCR_KINDS)] == [photo.id]
+        mark = {"status": "text", "engine": "rapidocr", "at": datetime.now(timezone.utc).isoformat()}
+        assert catalog.merge_media_metadata({photo.id: {OCR_MARKER: mark}, "no-such-id": {OCR_MARKER: mark}}) == 1
+        stored = catalog.get_media(photo.id)
+        assert stored.metadata == {"exif": {"iso": 100}, OCR_MARKER: mark} and stored.indexed_at == photo.indexed_at
+        assert catalog.media_to_enrich(OCR_MARKER, OCR_KINDS) == []
+        assert catalog.enrichment_counts(OCR_MARKER, OCR_KINDS) == {"text": 1}
+        catalog.set_media_status(photo.id, "indexed")  # the file changed and was embedded again
+        assert [r.id for r in catalog.media_to_enrich(OCR_MARKER, OCR_KINDS)] == [photo.id]
+
+
 def _services(tmp_path: Path, **ocr: object) -> Services:
     ok, reason = available()
     if not ok:
@@ -81,6 +98,7 @@ def _services(tmp_path: Path, **ocr: object) -> Services:
     return Services(base_settings(tmp_path / "data", ocr={"timeout": 60.0, **ocr}))
 
 
+@pytest.mark.slow  # an ingest and real OCR reads: 20-80 s on a shared CPU
 def test_the_pass_after_an_embedded_job_makes_a_sign_findable_by_its_words(tmp_path: Path, folder: Path) -> None:
     services = _services(tmp_path)
     launcher = BackgroundLauncher(services)
@@ -116,6 +134,7 @@ def test_the_pass_after_an_embedded_job_makes_a_sign_findable_by_its_words(tmp_p
         services.close()
 
 
+@pytest.mark.slow  # an ingest and real OCR reads: 20-80 s on a shared CPU
 def test_with_ocr_off_nothing_is_read_and_everything_still_waits(tmp_path: Path, folder: Path) -> None:
     services = _services(tmp_path, enabled=False)
     launcher = BackgroundLauncher(services)
@@ -136,6 +155,7 @@ def test_with_ocr_off_nothing_is_read_and_everything_still_waits(tmp_path: Path,
     assert checks["formats"].ok and checks["formats"].detail
 
 
+@pytest.mark.slow  # an ingest and real OCR reads: 20-80 s on a shared CPU
 def test_closing_stops_a_pass_promptly(tmp_path: Path, folder: Path) -> None:
     sign = (folder / "board.jpg").read_bytes()
     for i in range(12):  # distinct files (one trailing byte apart), each a sign worth reading
@@ -158,6 +178,7 @@ def test_closing_stops_a_pass_promptly(tmp_path: Path, folder: Path) -> None:
         services.close()
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.postgres
 def test_celery_reads_the_sign_on_the_enrich_queue_after_the_job(tmp_path: Path, folder: Path) -> None:
