@@ -146,9 +146,9 @@ class SearchOptions:
                 body[name] = value
         if self.explain:
             body["explain"] = True
-        for name, value in (("mode", self.mode), ("group", self.group), ("sort", self.sort)):
-            if value is not None:
-                body[name] = value
+        for name, choice in (("mode", self.mode), ("group", self.group), ("sort", self.sort)):
+            if choice is not None:
+                body[name] = choice
         if self.diverse:
             body["diverse"] = True
         for name, ids in (("facets", self.facets), ("like", self.like), ("dislike", self.dislike)):

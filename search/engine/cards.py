@@ -68,7 +68,7 @@ def shaped_page(
 def _cards(hits: list[Hit], group: bool, dedup: bool, threshold: float) -> list[Card[Hit]]:
     linked: list[tuple[int, int]] = []
     if dedup and hits:
-        linked = duplicate_pairs(np.stack([h.vector for h in hits]), threshold)
+        linked = duplicate_pairs(np.stack([np.asarray(h.vector) for h in hits]), threshold)
     key: Callable[[Hit], Hashable] = product_key if group else (lambda h: ("point", h.id))
     return cards(hits, key, linked)
 

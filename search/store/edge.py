@@ -335,7 +335,7 @@ class EdgeStore:
     ) -> list[Hit]:
         """Nearest points re-ranked by the engine's MMR over the best ``candidates``."""
         check_page(limit, offset)
-        mmr = qe.Mmr(query_vector(vector, self.dim), 1.0 - diversity, max(candidates, limit + offset))
+        mmr: Any = qe.Mmr(query_vector(vector, self.dim), 1.0 - diversity, max(candidates, limit + offset))  # a scoring query
         return self._query(mmr, flt, limit, offset, score_threshold, with_vectors)
 
     def facet(self, key: str, flt: Filter | None = None, limit: int = 20) -> list[tuple[str | int | bool, int]]:
