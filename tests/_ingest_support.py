@@ -178,7 +178,9 @@ def base_settings(data_dir: Path, **overrides: object) -> Settings:
         overrides.setdefault(name, None)
     embedder = {"threads": 1, "batch_size": 16, **dict(overrides.pop("embedder", {}) or {})}  # type: ignore[call-overload]
     ingest = {"decode_workers": 2, **dict(overrides.pop("ingest", {}) or {})}  # type: ignore[call-overload]
-    return load_settings(data_dir=data_dir, model=MODEL, device="cpu", embedder=embedder, ingest=ingest, **overrides)
+    # OCR costs seconds an image here: only the tests of OCR turn it on
+    ocr = {"enabled": False, **dict(overrides.pop("ocr", {}) or {})}  # type: ignore[call-overload]
+    return load_settings(data_dir=data_dir, model=MODEL, device="cpu", embedder=embedder, ingest=ingest, ocr=ocr, **overrides)
 
 
 class SharedModelServices(Services):
@@ -199,6 +201,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "MMSEARCH_DEVICE": settings.device,
             "MMSEARCH_EMBEDDER__THREADS": str(settings.embedder.threads or 1),
             "MMSEARCH_EMBEDDER__BATCH_SIZE": str(settings.embedder.batch_size),
+            "MMSEARCH_OCR__ENABLED": "true" if settings.ocr.enabled else "false",
             "OMP_NUM_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
         }
@@ -288,7 +291,7 @@ def running_worker(settings: Settings, log_path: Path, queues: str = "cpu,gpu") 
 def scratch_queues() -> dict[str, str]:
     """Queue names of our own, so other users of the shared Redis never see our tasks."""
     tag = secrets.token_hex(4)
-    return {"cpu_queue": f"test-cpu-{tag}", "gpu_queue": f"test-gpu-{tag}"}
+    return {"cpu_queue": f"test-cpu-{tag}", "gpu_queue": f"test-gpu-{tag}", "enrich_queue": f"test-enrich-{tag}"}
 
 
 def redis_available() -> bool:

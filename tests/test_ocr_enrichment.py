@@ -95,7 +95,7 @@ def _services(tmp_path: Path, **ocr: object) -> Services:
     ok, reason = available()
     if not ok:
         pytest.skip(f"no OCR engine: {reason}")
-    return Services(base_settings(tmp_path / "data", ocr={"timeout": 60.0, **ocr}))
+    return Services(base_settings(tmp_path / "data", ocr={"enabled": True, "timeout": 60.0, **ocr}))
 
 
 @pytest.mark.slow  # an ingest and real OCR reads: 20-80 s on a shared CPU
@@ -194,7 +194,11 @@ def test_celery_reads_the_sign_on_the_enrich_queue_after_the_job(tmp_path: Path,
     try:
         queues = {**scratch_queues(), "enrich_queue": f"test-enrich-{secrets.token_hex(4)}"}
         settings = base_settings(
-            tmp_path / "data", catalog_url=catalog_url, broker_url=REDIS_URL, ingest=queues, ocr={"timeout": 60.0}
+            tmp_path / "data",
+            catalog_url=catalog_url,
+            broker_url=REDIS_URL,
+            ingest=queues,
+            ocr={"enabled": True, "timeout": 60.0},
         )
         services = Services(settings)  # this process touches only the catalog and the broker
         with (
