@@ -33,7 +33,7 @@ from urllib.request import url2pathname
 from search.catalog import Catalog
 from search.catalog.types import MediaRecord
 from search.errors import BadQuery
-from search.payload import KIND
+from search.payload import KIND, read_payload
 from search.store import Filter, Match, VectorStore
 
 GroupKind = Literal["exact", "near"]
@@ -242,18 +242,20 @@ def _pages(store: VectorStore, flt: Filter, batch: int) -> Iterator[list[Any]]:
 
 
 def _payload_item(point_id: str, payload: dict[str, Any]) -> DuplicateItem:
-    def number(key: str) -> Any:
-        value = payload.get(key)
-        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
+    """The item a point stands for, read through the payload contract (not ours: blank)."""
+    typed = read_payload(payload)
+    if typed is None:
+        return DuplicateItem(
+            media_id="", uri="", kind="", size_bytes=None, taken_at=None, width=None, height=None, point_id=point_id
+        )
     return DuplicateItem(
-        media_id=str(payload.get("media_id", "")),
-        uri=str(payload.get("uri", "")),
-        kind=str(payload.get("kind", "")),
-        size_bytes=number("size_bytes"),
-        taken_at=number("taken_at"),
-        width=number("width"),
-        height=number("height"),
+        media_id=typed.media_id,
+        uri=typed.uri,
+        kind=typed.kind,
+        size_bytes=typed.size_bytes,
+        taken_at=typed.taken_at,
+        width=typed.width,
+        height=typed.height,
         point_id=point_id,
     )
 
