@@ -309,7 +309,7 @@ def test_status_shows_counts_model_and_health(app: AppTest, api: ui_live.LiveApi
 
 
 def test_ingest_starts_a_job_and_shows_each_failure_with_its_reason(app: AppTest, api: ui_live.LiveApi, tmp_path: Path) -> None:
-    folder = tmp_path / "new"
+    folder = api.data_dir / f"new-{tmp_path.name}"  # inside the data dir: an allowed root of the API
     folder.mkdir()
     Image.new("RGB", (96, 96), (20, 200, 40)).save(folder / "good.png")
     (folder / "broken.jpg").write_text("this is not a picture")
