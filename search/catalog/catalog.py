@@ -4,6 +4,9 @@ Each public method is one short transaction on a pooled connection and returns f
 so a Catalog is safe to share between threads, and several processes (Celery workers, the API)
 can write the same database at once: counters are incremented in SQL, read-modify-write
 updates lock their row (``SELECT … FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite).
+Ingestion writes in groups: ``media_by_uris`` reads 500 rows per query, ``write_media`` and
+``commit_outcomes`` write many items with multi-row ``INSERT … ON CONFLICT DO UPDATE``
+statements, so a group of outcomes costs a few statements and one commit whatever its size.
 """
 
 from __future__ import annotations
@@ -623,7 +626,7 @@ class Catalog:
             job = _add_counts(conn, job_id, counts)
             if failures:
                 rows = [{"job_id": job_id, "uri": uri, "reason": reason, "at": now} for uri, reason in failures]
-                conn.execute(job_failures.insert().values(rows))
+                conn.execute(job_failures.insert(), rows)
             if writes:
                 _write_media_rows(conn, writes, now)
             return job
@@ -812,7 +815,7 @@ def _rounds(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 def _upsert_media_rows(conn: Connection, rows: list[dict[str, Any]], has_count: bool, has_metadata: bool) -> dict[str, int]:
     values = [{**r, "point_count": r["point_count"] or 0, "metadata": r["metadata"] or {}} for r in rows]
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(media).values(values)
+    stmt = insert(media)  # rows as executemany parameters: compiled once, sent as one multi-row statement
     new = stmt.excluded
     changes: dict[str, Any] = {name: new[name] for name in ("kind", "status", "error", "updated_at")}
     changes.update({name: func.coalesce(new[name], media.c[name]) for name in _KEPT_WHEN_NONE})
@@ -821,7 +824,7 @@ def _upsert_media_rows(conn: Connection, rows: list[dict[str, Any]], has_count: 
     if has_metadata:
         changes["metadata"] = new["metadata"]
     upsert = stmt.on_conflict_do_update(index_elements=[media.c.id], set_=changes)
-    return {mid: count for mid, count in conn.execute(upsert.returning(media.c.id, media.c.point_count))}
+    return {mid: count for mid, count in conn.execute(upsert.returning(media.c.id, media.c.point_count), values)}
 
 
 def _insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
