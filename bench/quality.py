@@ -16,7 +16,16 @@ the world's ground truth:
 - ``moment_r1_iou50``: share of moment queries whose top moment is in a video showing the pair
   and overlaps its on-screen interval with IoU >= 0.5;
 - ``video_r1_mean`` / ``video_r1_topk``: share of video queries whose top video shows the pair,
-  with whole-video mean pooling vs top-k pooling of frame scores.
+  with whole-video mean pooling vs top-k pooling of frame scores;
+- ``t2i_p10_*_hybrid``: the text->image queries again in hybrid mode (visual similarity fused
+  with BM25 keyword relevance; a third of the JPEG photos carry their caption as an EXIF
+  description): hybrid ranking must lose nothing on purely visual queries. The figures above
+  are vector mode;
+- ``kw_{family}_{mrr,p10}_{mode}``: keyword-bearing queries over a product catalogue indexed
+  beside the gallery (``--products``), each in vector, keyword and hybrid mode: every product
+  by its SKU code and by its exact title, every brand + colour on sale ("Orbis red"), and 40
+  gallery photos by file name; MRR of the first relevant point and P@10 (relevant points over
+  min(10, relevant)).
 
 Precision@10 divides by min(10, relevant photos in the gallery), so a pair with fewer than ten
 photos can still score 1; at 2,000 photos every pair has about 40 and this is plain P@10. In a
@@ -60,7 +69,8 @@ from search.settings import BUNDLED_MODEL, Settings, load_settings
 from search.store.base import Filter, Match
 from synthetic.corpus import TRUTH_FILE, generate_corpus, load_truth
 from synthetic.evaluate import pair_prompt
-from synthetic.truth import CorpusTruth, VideoTruth
+from synthetic.products import sku_of
+from synthetic.truth import CorpusTruth, ProductTruth, VideoTruth
 from synthetic.vocab import ALL_PAIRS, COLOUR_NAMES, HELD_OUT
 
 # Seeds used elsewhere: training pool 0 (train.py --seed), training eval set 20261123
@@ -82,6 +92,7 @@ class Config:
     seed: int
     threads: int
     queries: int  # query photos for i2i and arithmetic; 0: every single-object photo
+    products: int = 0  # catalogue products, for the keyword-bearing queries
 
 
 @dataclass(frozen=True)
@@ -126,13 +137,17 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         default=None,
         help="query photos for i2i and arithmetic (default: every single-object photo; --quick 60)",
     )
+    p.add_argument(
+        "--products", type=int, default=None, help="catalogue products for the keyword section (default 120; --quick 30)"
+    )
     a = p.parse_args(argv)
     images = a.images if a.images is not None else (400 if a.quick else FULL_GALLERY)
     videos = a.videos if a.videos is not None else (6 if a.quick else 20)
     queries = a.queries if a.queries is not None else (60 if a.quick else 0)
     if images < 20 or videos < 1 or queries < 0:
         p.error("need at least 20 images, 1 video and a query count >= 0")
-    return Config(a.model, images, videos, a.data, a.quick, a.seed, a.threads, queries)
+    products = a.products if a.products is not None else (30 if a.quick else 120)
+    return Config(a.model, images, videos, a.data, a.quick, a.seed, a.threads, queries, products)
 
 
 def bench_settings(config: Config, data_dir: Path) -> Settings:
@@ -167,16 +182,17 @@ def build_world(folder: Path, config: Config) -> CorpusTruth:
         if data.get("seed") == config.seed and data.get("counts") == _counts(config):
             return load_truth(folder)
     shutil.rmtree(folder, ignore_errors=True)  # files of a bigger earlier world would be unlabelled distractors
-    return generate_corpus(folder, seed=config.seed, n_images=config.images, n_videos=config.videos, n_products=0)
+    return generate_corpus(folder, seed=config.seed, n_images=config.images, n_videos=config.videos, n_products=config.products)
 
 
 def _counts(config: Config) -> dict[str, int]:
-    return {"images": config.images, "videos": config.videos, "products": 0}
+    return {"images": config.images, "videos": config.videos, "products": config.products}
 
 
 def ingest_world(services: Services, truth: CorpusTruth) -> dict[str, int]:
     """Index photos and videos with the same job ``mmsearch ingest`` runs."""
-    request = IngestRequest(paths=(str(truth.root / "images"), str(truth.root / "videos")))
+    manifests = (str(truth.products.csv_path),) if truth.products is not None else ()
+    request = IngestRequest(paths=(str(truth.root / "images"), str(truth.root / "videos")), manifests=manifests)
     job = run_ingest(services, request)
     if job.status != "done":
         raise MMSearchError(f"ingest job {job.id} ended {job.status}: {job.error}")
@@ -214,14 +230,15 @@ def precision(results: SearchResults, gallery: Gallery, wanted: Pair, relevant: 
     return hits / min(K, relevant)
 
 
-def text_to_image(services: Services, gallery: Gallery) -> dict[str, float]:
+def text_to_image(services: Services, gallery: Gallery, mode: str = "vector") -> dict[str, float]:
     """P@10 of "a {colour} {shape}" per pair, averaged over seen and held-out pairs apart."""
     scores: dict[bool, list[float]] = {True: [], False: []}
     for pair in ALL_PAIRS:
         relevant = gallery.count(pair)
         if not relevant:
             continue
-        results = search(services, SearchRequest(terms=(TextTerm(pair_prompt(pair)),), filters=IMAGE_ONLY, limit=K))
+        request = SearchRequest(terms=(TextTerm(pair_prompt(pair)),), filters=IMAGE_ONLY, limit=K, mode=mode)  # type: ignore[arg-type]
+        results = search(services, request)
         scores[pair in HELD_OUT].append(precision(results, gallery, pair, relevant))
     return {"t2i_p10_seen": _mean(scores[False]), "t2i_p10_heldout": _mean(scores[True]), "t2i_pairs_heldout": len(scores[True])}
 
@@ -295,6 +312,84 @@ def video_ranking(services: Services, videos: Sequence[VideoTruth]) -> dict[str,
     return out
 
 
+# --- keyword-bearing queries (hybrid ranking) --------------------------------------------------------
+
+MODES = ("vector", "keyword", "hybrid")
+FILE_QUERIES = 40  # gallery photos asked for by file name
+
+
+@dataclass(frozen=True)
+class KeywordQuery:
+    """A query whose words name what is wanted; ``relevant`` tells a result's payload apart."""
+
+    family: str  # sku | title | brand_colour | file
+    text: str
+    relevant: Callable[[Payload], bool]
+    count: int  # relevant points in the index
+
+
+def keyword_queries(shop: ProductTruth, gallery: Gallery, rng: np.random.Generator) -> list[KeywordQuery]:
+    """Every product by SKU and by exact title, every brand + colour on sale, and a sample of
+    gallery photos by file name."""
+    photos = {p.id: len(p.images) + sum(1 for d in shop.near_duplicates if d.product_id == p.id) for p in shop.products}
+    queries: list[KeywordQuery] = []
+    for product in shop.products:
+        wanted = _product_is(frozenset({product.id}))
+        queries.append(KeywordQuery("sku", sku_of(product), wanted, photos[product.id]))
+        queries.append(KeywordQuery("title", product.title, wanted, photos[product.id]))
+    combos: dict[tuple[str, str], set[str]] = {}
+    for product in shop.products:
+        combos.setdefault((product.brand, product.colour), set()).add(product.id)
+    for (brand, colour), ids in sorted(combos.items()):
+        queries.append(
+            KeywordQuery("brand_colour", f"{brand} {colour}", _product_is(frozenset(ids)), sum(photos[i] for i in ids))
+        )
+    sample = rng.choice(len(gallery.photos), size=min(FILE_QUERIES, len(gallery.photos)), replace=False)
+    for i in sorted(int(i) for i in sample):
+        photo = gallery.photos[i]
+        queries.append(KeywordQuery("file", Path(photo.path).name, _path_is(photo.path), 1))
+    return queries
+
+
+def _product_is(ids: frozenset[str]) -> Callable[[Payload], bool]:
+    return lambda payload: getattr(payload, "product_id", None) in ids
+
+
+def _path_is(path: str) -> Callable[[Payload], bool]:
+    return lambda payload: _path_of(payload) == path
+
+
+def keyword_ranking(services: Services, queries: Sequence[KeywordQuery]) -> dict[str, float]:
+    """MRR and P@10 per query family and mode; results are points (no grouping, no collapse)."""
+    figures: dict[str, float] = {}
+    for mode in MODES:
+        per_family: dict[str, tuple[list[float], list[float]]] = {}
+        for query in queries:
+            request = SearchRequest(
+                terms=(TextTerm(query.text),),
+                query_text=query.text,
+                mode=mode,
+                limit=K,
+                dedup=False,
+                group=False,  # type: ignore[arg-type]
+            )
+            found = [query.relevant(item.payload) for item in search(services, request).items[:K]]
+            rank = next((i + 1 for i, hit in enumerate(found) if hit), None)
+            rr, p10 = per_family.setdefault(query.family, ([], []))
+            rr.append(1.0 / rank if rank else 0.0)
+            p10.append(sum(found) / min(K, query.count))
+        for family, (rr, p10) in per_family.items():
+            figures[f"kw_{family}_mrr_{mode}"] = _mean(rr)
+            figures[f"kw_{family}_p10_{mode}"] = _mean(p10)
+    return figures
+
+
+def visual_hybrid(services: Services, gallery: Gallery) -> dict[str, float]:
+    """The purely visual queries again, in hybrid mode: what keyword fusion costs them."""
+    figures = text_to_image(services, gallery, mode="hybrid")
+    return {"t2i_p10_seen_hybrid": figures["t2i_p10_seen"], "t2i_p10_heldout_hybrid": figures["t2i_p10_heldout"]}
+
+
 def iou(a0: float, a1: float, b0: float, b1: float) -> float:
     inter = max(0.0, min(a1, b1) - max(a0, b0))
     union = max(a1, b1) - min(a0, b0)
@@ -326,7 +421,11 @@ def measure(services: Services, truth: CorpusTruth, gallery: Gallery, config: Co
         ("arith", lambda: arithmetic(services, gallery, chosen, rng)),
         ("moments", lambda: moments(services, truth.videos)),
         ("videos", lambda: video_ranking(services, truth.videos)),
+        ("t2i_hybrid", lambda: visual_hybrid(services, gallery)),
     ]
+    if truth.products is not None:
+        queries = keyword_queries(truth.products, gallery, rng)
+        steps.append(("keywords", lambda: keyword_ranking(services, queries)))
     for name, step in steps:
         with clock.phase(f"{name}_s"):
             figures.update(step())
@@ -384,6 +483,14 @@ def print_table(result: dict) -> None:
     )
     for name in names:
         print(f"  {name:<18} {result[name]:.4f}")
+    if "t2i_p10_seen_hybrid" in result:
+        print(f"  {'t2i_p10_seen_hybrid':<18} {result['t2i_p10_seen_hybrid']:.4f}  (vector: {result['t2i_p10_seen']:.4f})")
+    families = sorted({k.split("_mrr_")[0][3:] for k in result if k.startswith("kw_") and "_mrr_" in k})
+    if families:
+        print("  keyword-bearing queries, MRR / P@10:    " + "  ".join(f"{m:>13}" for m in MODES))
+        for family in families:
+            cells = "  ".join(f"{result[f'kw_{family}_mrr_{m}']:.3f} / {result[f'kw_{family}_p10_{m}']:.3f}" for m in MODES)
+            print(f"    {family:<35} {cells}")
     print("  timing (s): " + ", ".join(f"{k[:-2]} {v}" for k, v in result["timing_s"].items()))
     if result["gallery_images"] < FULL_GALLERY:
         print(

@@ -1,4 +1,5 @@
-"""Query latency: engine and HTTP API, Qdrant Edge vs qdrant-client local mode, 10k and 100k points.
+"""Query latency: engine and HTTP API, Qdrant Edge vs qdrant-client local mode, 10k and 100k points;
+hybrid (dense + BM25 fused in one engine call) and keyword-only text search beside vector-only.
 
 Measured through the real code: ``search.engine.search`` in-process, and the FastAPI app
 served by a live uvicorn over a keep-alive HTTP connection. Points are synthetic (random unit
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from search.embedder import Embedder, load_embedder
 from search.engine import FilterSpec, SearchRequest, search
 from search.ids import media_id, point_id
+from search.payload import normalise_payload
 from search.query import IdTerm, TextTerm
 from search.services import Services
 from search.settings import Settings, load_settings
@@ -46,6 +48,11 @@ FOLDERS = [f"/data/photos/{year}" for year in range(2012, 2024)]
 T0 = 1_325_376_000.0  # 2012-01-01
 YEAR = 365 * 86_400.0
 TEXTS = ["a red circle", "a blue square", "a green triangle", "a yellow star", "sunset over the sea", "a dog"]
+# hybrid and keyword rows: words that name things (file names, brands, titles) and plain visual text
+KEYWORD_TEXTS = ["IMG_000042.jpg", "photos 2019", "acme shoes", "Product 77", "a red circle", "zeta hats"]
+QUERY_KINDS = ("text", "hybrid", "keyword", "id", "arithmetic")  # text: vector mode
+INDEXED_THRESHOLD = 20_000  # points: the fill waits until at most this many remain outside the HNSW index
+INDEX_WAIT_S = 3_600.0
 FILTER = FilterSpec(kinds=("image",), path_prefix="/data/photos/2019", taken_after=T0 + 7 * YEAR)
 FILTER_JSON = {"kinds": ["image"], "path_prefix": "/data/photos/2019", "taken_after": T0 + 7 * YEAR}
 
@@ -109,7 +116,7 @@ def payload(i: int, model: str) -> dict:
             brand=["acme", "zeta"][i % 2],
             price=float(i % 300),
         )
-    return p
+    return normalise_payload(p) or p  # as ingest writes it: with the derived fields (searchable words, …)
 
 
 def fill(store: VectorStore, n: int, dim: int, model: str, batch: int = 2048) -> list[str]:
@@ -125,10 +132,21 @@ def fill(store: VectorStore, n: int, dim: int, model: str, batch: int = 2048) ->
             points.append(Point(pid, vector, p))
             ids.append(pid)
         store.upsert(points)
-    optimize = getattr(store, "optimize", None)
-    if callable(optimize):
-        optimize()  # Edge builds its HNSW index only when asked
+    wait_indexed(store, INDEXED_THRESHOLD, INDEX_WAIT_S)
     return ids
+
+
+def wait_indexed(store: VectorStore, threshold: int, limit_s: float) -> float:
+    """Seconds until the index maintainer has built the HNSW index over all but a remainder
+    below ``threshold`` (as bench/scale.py waits): queries are timed on an indexed store."""
+    started = time.monotonic()
+    store.request_index()
+    while time.monotonic() - started < limit_s:
+        state = store.index_state()
+        if not state.optimizing and state.unindexed < threshold:
+            return time.monotonic() - started
+        time.sleep(1.0)
+    raise TimeoutError(f"not indexed after {limit_s:.0f} s: {store.index_state()}")
 
 
 # --- measurement ------------------------------------------------------------------------------
@@ -174,22 +192,28 @@ def row(backend: str, points: int, via: str, query: str, filtered: bool, samples
 def engine_request(kind: str, i: int, ids: list[str], filtered: bool) -> SearchRequest:
     spec = FILTER if filtered else FilterSpec()
     text = TEXTS[i % len(TEXTS)]
+    if kind in ("hybrid", "keyword"):
+        words = KEYWORD_TEXTS[i % len(KEYWORD_TEXTS)]
+        return SearchRequest(terms=(TextTerm(words),), query_text=words, mode=kind, filters=spec, limit=24, dedup=False)
     if kind == "text":
-        terms: tuple = (TextTerm(text),)
-    elif kind == "id":
-        terms = (IdTerm(ids[(i * 7) % len(ids)]),)
+        return SearchRequest(terms=(TextTerm(text),), mode="vector", filters=spec, limit=24, dedup=False)
+    if kind == "id":
+        terms: tuple = (IdTerm(ids[(i * 7) % len(ids)]),)
     else:
         terms = (TextTerm(text), IdTerm(ids[(i * 7) % len(ids)]), TextTerm(TEXTS[(i + 1) % len(TEXTS)], -0.5))
-    return SearchRequest(terms=terms, filters=spec, limit=24)
+    return SearchRequest(terms=terms, filters=spec, limit=24, mode="vector")
 
 
 def api_body(kind: str, i: int, ids: list[str], filtered: bool) -> dict:
     text, other = TEXTS[i % len(TEXTS)], TEXTS[(i + 1) % len(TEXTS)]
     ident = ids[(i * 7) % len(ids)]
+    words = KEYWORD_TEXTS[i % len(KEYWORD_TEXTS)]
     body: dict = {
-        "text": {"text": text},
-        "id": {"id": ident},
-        "arithmetic": {"query": f'"{text}" + id:{ident} - 0.5*"{other}"'},
+        "text": {"text": text, "mode": "vector", "dedup": False},
+        "hybrid": {"query": words, "mode": "hybrid", "dedup": False},
+        "keyword": {"query": words, "mode": "keyword", "dedup": False},
+        "id": {"id": ident, "mode": "vector"},
+        "arithmetic": {"query": f'"{text}" + id:{ident} - 0.5*"{other}"', "mode": "vector"},
     }[kind]
     body["limit"] = 24
     if filtered:
@@ -233,7 +257,7 @@ def bench_backend(backend: str, size: int, settings: Settings, embedder: Embedde
     print(f"  {backend}: {size} points indexed in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     services = _Prebuilt(run_settings, embedder, store)
     rows: list[Row] = []
-    for kind in ("text", "id", "arithmetic"):
+    for kind in QUERY_KINDS:
         for filtered in (False, True):
             counter = iter(range(10**9))
 
@@ -244,7 +268,7 @@ def bench_backend(backend: str, size: int, settings: Settings, embedder: Embedde
     import httpx
 
     with live_api(run_settings, services) as base, httpx.Client(base_url=base, timeout=120) as client:
-        for kind in ("text", "id", "arithmetic"):
+        for kind in QUERY_KINDS:
             for filtered in (False, True):
                 counter = iter(range(10**9))
 
@@ -288,6 +312,38 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
+def hybrid_cost(rows: list[Row]) -> dict:
+    """Hybrid (and keyword-only) engine latency next to vector-only text search, per backend and size."""
+    lines, figures = [], []
+    for r in rows:
+        if r.via != "engine" or r.query != "text":
+            continue
+        same = {
+            x.query: x for x in rows if (x.backend, x.points, x.via, x.filtered) == (r.backend, r.points, "engine", r.filtered)
+        }
+        h, k = same.get("hybrid"), same.get("keyword")
+        if h is None or k is None:
+            continue
+        filt = "filtered" if r.filtered else "unfiltered"
+        lines.append(
+            f"hybrid vs vector, {r.backend} {r.points} points {filt}: p50 {h.p50_ms:.2f} vs {r.p50_ms:.2f} ms "
+            f"(keyword only {k.p50_ms:.2f}), p99 {h.p99_ms:.2f} vs {r.p99_ms:.2f} ms"
+        )
+        figures.append(
+            {
+                "backend": r.backend,
+                "points": r.points,
+                "filtered": r.filtered,
+                "vector_p50_ms": r.p50_ms,
+                "hybrid_p50_ms": h.p50_ms,
+                "keyword_p50_ms": k.p50_ms,
+                "vector_p99_ms": r.p99_ms,
+                "hybrid_p99_ms": h.p99_ms,
+            }
+        )
+    return {"lines": lines, "figures": figures}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated point counts")
@@ -310,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_backend(backend, size, settings, embedder, n, args.warmup if backend == "edge" else 1)
     encoder = encoder_row(embedder, 20)
     print_table(rows)
+    hybrid = hybrid_cost(rows)
+    for line in hybrid["lines"]:
+        print(line)
     print(
         f"text encoder ({embedder.model_name}): fresh p50 {encoder['fresh_p50_ms']} ms, p99 {encoder['fresh_p99_ms']} ms; cached {encoder['cached_ms']} ms"
     )
@@ -324,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                 "model": embedder.model_name,
                 "encoder": encoder,
                 "edge_api_overhead_p50_worst_ms": worst,
+                "hybrid_vs_vector": hybrid["figures"],
                 "rows": [asdict(r) for r in rows],
             }
         )

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from PIL import Image
+
 from synthetic.images import generate_images
 from synthetic.products import generate_products
 from synthetic.truth import TRUTH_VERSION, CorpusTruth, ImageTruth, ProductTruth, VideoTruth
@@ -25,6 +27,8 @@ from synthetic.video import generate_videos
 from synthetic.vocab import COLOUR_NAMES, HELD_OUT, POSITIONS, SHAPE_NAMES, SIZES
 
 TRUTH_FILE = "truth.json"
+DESCRIBED_EVERY = 3  # one JPEG photo in three carries an EXIF description
+_IMAGE_DESCRIPTION = 0x010E
 
 
 def generate_corpus(
@@ -42,12 +46,31 @@ def generate_corpus(
     truth = CorpusTruth(
         root=root,
         seed=seed,
-        images=tuple(generate_images(root / "images", n_images, seed, image_size)),
+        images=tuple(describe_some(generate_images(root / "images", n_images, seed, image_size))),
         videos=tuple(generate_videos(root / "videos", n_videos, seed, size=video_size)),
         products=generate_products(root / "products", n_products, seed, image_size) if n_products else None,
     )
     write_truth(truth)
     return truth
+
+
+def describe_some(images: list[ImageTruth], every: int = DESCRIBED_EVERY) -> list[ImageTruth]:
+    """Give every ``every``-th JPEG photo an EXIF description, as a photographer's caption
+    would: its canonical caption, in ImageDescription. Keyword search reads it; the pixels
+    are unchanged (the segment is spliced in, the JPEG data kept byte for byte)."""
+    for i, image in enumerate(images):
+        if i % every or image.format != "jpeg":
+            continue
+        exif = Image.Exif()
+        exif[_IMAGE_DESCRIPTION] = image.caption
+        _insert_exif(image.path, image.path.read_bytes(), exif.tobytes())
+    return images
+
+
+def _insert_exif(path: Path, jpeg: bytes, exif: bytes) -> None:
+    """Put an APP1 Exif segment right after the JPEG's SOI marker, leaving the image data as it is."""
+    segment = b"\xff\xe1" + (len(exif) + 8).to_bytes(2, "big") + b"Exif\x00\x00" + exif
+    path.write_bytes(jpeg[:2] + segment + jpeg[2:])
 
 
 def truth_to_dict(truth: CorpusTruth) -> dict:

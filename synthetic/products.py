@@ -1,5 +1,8 @@
 """A product catalogue: several photos per product, near-duplicate copies, CSV and JSONL manifests.
 
+Every product has the text a shop gives it: a title naming brand, colour, kind and accent
+("Brightline Blue Ring with Black Dot"), a brand, a category and a SKU code (``sku_of``).
+
 A product is one object (colour, shape) with a small accent dot of a second colour, so products
 that share colour and shape still look different. Its photos vary background, placement, size,
 rotation and noise; near-duplicates are re-encoded, slightly cropped copies of a photo, the kind
@@ -43,7 +46,16 @@ _SINGULAR = {
     "rings": "Ring",
 }
 BRANDS: tuple[str, ...] = ("Orbis", "Polyform", "Brightline", "Kestrel & Co", "Nimbus", "Vertex Works", "Lumen", "Acorn Studio")
-CSV_FIELDS = ("id", "title", "category", "brand", "price", "colour", "shape", "accent", "images")
+CSV_FIELDS = ("id", "sku", "title", "category", "brand", "price", "colour", "shape", "accent", "images")
+
+
+def sku_of(product: Product) -> str:
+    """The product's stock-keeping code, as a shop writes it: brand, number, colour ("ORB-1012-RE").
+
+    Derived from what the product is, so truth.json needs no field for it; keyword search
+    must match it exactly (``bench/quality.py``'s keyword section asks for every one)."""
+    letters = "".join(ch for ch in product.brand.upper() if ch.isalpha())[:3]
+    return f"{letters}-{1000 + int(product.id[1:])}-{product.colour[:2].upper()}"
 
 
 def _product_photo(rng: np.random.Generator, colour: str, shape: str, accent: str) -> Scene:
@@ -121,6 +133,7 @@ def _write_manifests(truth: ProductTruth, root: Path) -> None:
     rows = []
     for p in truth.products:
         row = p.to_dict(root)
+        row["sku"] = sku_of(p)
         row["images"] = row["images"] + copies.get(p.id, [])
         rows.append(row)
     with open(truth.csv_path, "w", newline="", encoding="utf-8") as f:

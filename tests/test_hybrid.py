@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from search.errors import BadQuery
-from search.payload import TEXT, WORDS, CollectionRecord, ImagePayload, ProductPayload, parse_payload
+from search.payload import SCHEMA_VERSION, TEXT, WORDS, CollectionRecord, ImagePayload, ProductPayload, parse_payload
 from search.query import TextTerm, parse_keywords, parse_search
 from search.settings import load_settings
 from search.store import Point, VectorStore, collection_name, open_store
@@ -179,7 +179,7 @@ def test_both_backends_score_alike(stores: dict[str, VectorStore]) -> None:
     assert all(abs(edge_scores[i] - server_scores[i]) < 1e-4 for i in edge_scores)
     for vector in (None, VECTORS[N_PRODUCTS + 5]):
         got = [
-            store.query_hybrid(vector, KeywordQuery("BL-1017 sunset"), limit=2, keyword_weight=3.0) for store in (edge, server)
+            store.query_hybrid(vector, KeywordQuery("BL-1017 sunset"), limit=1, keyword_weight=3.0) for store in (edge, server)
         ]
         assert [h.id for h in got[0]] == [h.id for h in got[1]]
         assert np.allclose([h.score for h in got[0]], [h.score for h in got[1]], atol=1e-4)
@@ -254,7 +254,7 @@ def test_a_collection_without_the_keyword_vector_gains_it_on_open(backend: str, 
     _old_layout(backend, tmp_path)
     store = _open(backend, tmp_path)
     try:
-        assert schema_version(store) == 3
+        assert schema_version(store) == SCHEMA_VERSION
         assert store.count() == N_PRODUCTS
         assert _names(store.query_hybrid(None, KeywordQuery("BL-1017"), limit=1)) == [f"p{SKU_INDEX}"]
         got = store.query(VECTORS[4], limit=1)
@@ -266,7 +266,7 @@ def test_a_collection_without_the_keyword_vector_gains_it_on_open(backend: str, 
         assert leftovers == []
     reopened = _open(backend, tmp_path)  # a second open finds nothing to rebuild
     try:
-        assert reopened.count() == N_PRODUCTS and schema_version(reopened) == 3
+        assert reopened.count() == N_PRODUCTS and schema_version(reopened) == SCHEMA_VERSION
     finally:
         reopened.close()
 
@@ -286,3 +286,81 @@ def test_an_edge_rebuild_cut_short_is_redone_from_the_intact_shard(tmp_path: Pat
         assert _names(store.query_hybrid(None, KeywordQuery("BL-1017"), limit=1)) == [f"p{SKU_INDEX}"]
     finally:
         store.close()
+
+
+# -- through the API (the shared procedural world, products indexed from its manifest) -------------------
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator:
+    from fastapi.testclient import TestClient
+
+    from search.api import create_app
+    from tests._api_support import indexed
+
+    ix = indexed("edge")
+    with TestClient(create_app(ix.settings, services=ix.services)) as c:
+        yield c
+
+
+def _products() -> list[dict]:
+    from tests._api_support import corpus
+
+    return corpus().truth["products"]["products"]
+
+
+def test_the_api_finds_a_product_by_sku_and_by_title_in_keyword_and_hybrid_modes(client) -> None:
+    import csv
+
+    from tests._api_support import corpus
+
+    rows = list(csv.DictReader(corpus().products_csv.open(encoding="utf-8")))
+    row = rows[3]
+    for mode in ("keyword", "hybrid"):
+        for typed in (row["sku"], row["title"]):
+            response = client.post("/search", json={"query": typed, "mode": mode, "group": False, "dedup": False, "limit": 5})
+            assert response.status_code == 200, response.text
+            top = response.json()["results"][0]
+            assert top["product"]["product_id"] == row["id"], (mode, typed)
+
+
+def test_explain_shows_the_keyword_relevance_beside_the_visual_shares(client) -> None:
+    title = _products()[2]["title"]
+    body = client.post("/search", json={"query": title, "explain": True, "group": False, "limit": 3}).json()
+    parts = body["results"][0]["contributions"]
+    keyword = [p for p in parts if p["term"].startswith("keywords:")]
+    assert len(keyword) == 1 and keyword[0]["similarity"] > 0
+    assert any(not p["term"].startswith("keywords:") for p in parts), "the visual share is still there"
+
+
+@pytest.mark.parametrize("query, position", [('beach "party', 6), ('red "blue ring', 4)])
+def test_an_unbalanced_quote_is_400_naming_its_position(client, query: str, position: int) -> None:
+    for mode in ("keyword", "hybrid"):
+        response = client.post("/search", json={"query": query, "mode": mode})
+        assert response.status_code == 400, response.text
+        body = response.json()
+        assert body["position"] == position and f"position {position}" in body["detail"]
+
+
+def test_an_unknown_mode_is_refused_naming_the_field(client) -> None:
+    response = client.post("/search", json={"query": "red", "mode": "fuzzy"})
+    assert response.status_code == 422 and "mode" in response.text
+    response = client.post("/search", json={"image": "", "mode": "keyword"})
+    assert 400 <= response.status_code < 500
+
+
+def test_keyword_mode_needs_text(client) -> None:
+    some_id = client.post("/search", json={"query": "a red circle", "mode": "vector", "limit": 1}).json()["results"][0]["id"]
+    response = client.post("/search", json={"id": some_id, "mode": "keyword"})
+    assert response.status_code == 400 and "keyword mode" in response.json()["detail"].lower()
+
+
+def test_the_cli_takes_a_mode() -> None:
+    from mmsearch.cli import build_parser
+    from mmsearch.search_command import build_request
+
+    args = build_parser().parse_args(["search", "--mode", "keyword", 'blue "ring with black dot"'])
+    request = build_request(args)
+    assert (request.mode, request.query_text) == ("keyword", 'blue "ring with black dot"')
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["search", "--mode", "fuzzy", "x"])

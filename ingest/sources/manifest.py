@@ -132,8 +132,9 @@ def _photos(row: dict[str, Any], line: int, name: str, base: str) -> Iterator[Pr
 
 
 def _product(row: dict[str, Any], lowered: dict[str, Any], product_id: str) -> Product:
-    known = set(ID_COLUMNS + TITLE_COLUMNS + CATEGORY_COLUMNS + BRAND_COLUMNS + PRICE_COLUMNS + IMAGE_COLUMNS)
-    extra = {
+    known = set(TITLE_COLUMNS + CATEGORY_COLUMNS + BRAND_COLUMNS + PRICE_COLUMNS + IMAGE_COLUMNS)
+    known.add(next(low for low in ID_COLUMNS if low in lowered and row[lowered[low]] not in (None, "")))  # the id used
+    extra = {  # other id-like columns stay: a SKU beside the id is what people search by
         _field_name(key): value
         for low, key in lowered.items()
         if low not in known and (value := _scalar(row[key])) is not None and _field_name(key)

@@ -47,7 +47,9 @@ def prepare(services: Services, request: SearchRequest) -> PreparedQuery:
     if request.terms:
         mode = request.mode or services.settings.search.mode
         text = keyword_text(request) if mode != "vector" else None
-        keywords = KeywordQuery(text.words, text.phrases) if text is not None else None
+        # hybrid mode, plain words: only points holding every word join the keyword ranking
+        every_word = mode == "hybrid" and text is not None and not text.exact
+        keywords = KeywordQuery(text.words, text.phrases, every_word) if text is not None else None
         weight = EXACT_KEYWORD_WEIGHT if text is not None and text.exact else 1.0
         fusion = services.settings.search.fusion
         if mode == "keyword":

@@ -52,6 +52,14 @@ def point_vectors(dense: list[float], payload: dict[str, Any]) -> Any:
     return dense if words is None else {"": dense, WORDS_VECTOR: sparse(words)}
 
 
+def every_word_filter(base: qe.Filter | None, keywords: KeywordQuery | None) -> qe.Filter | None:
+    """``base`` and, when the query asks for it, each of its content words (a full-text match)."""
+    required = [qe.FieldCondition(WORDS, match=qe.MatchText(w)) for w in (keywords.required_words() if keywords else ())]
+    if not required:
+        return base
+    return qe.Filter(must=[*([base] if base is not None else []), *required])
+
+
 def phrase_filter(flt: Filter | None, keywords: KeywordQuery | None) -> qe.Filter | None:
     """``flt`` (and the record's exclusion) with every quoted phrase required; None without phrases."""
     phrases = [qe.FieldCondition(WORDS, match=qe.MatchPhrase(phrase_words(p))) for p in (keywords.phrases if keywords else ())]
@@ -89,7 +97,7 @@ def fused_request(
     words = keywords.vector() if keywords else None
     if words is not None and words.indices:
         scored = qe.Query.Nearest(sparse(words), using=WORDS_VECTOR)
-        stages.append(qe.Prefetch(limit=candidates, query=scored, filter=edge_filter))
+        stages.append(qe.Prefetch(limit=candidates, query=scored, filter=every_word_filter(edge_filter, keywords)))
         weights.append(keyword_weight)
         phrased = phrase_filter(flt, keywords)
         if phrased is not None:

@@ -40,6 +40,15 @@ def point_vectors(dense: list[float], payload: dict[str, Any]) -> Any:
     return dense if words is None else {"": dense, WORDS_VECTOR: sparse(words)}
 
 
+def every_word_filter(base: models.Filter | None, keywords: KeywordQuery | None) -> models.Filter | None:
+    required = [
+        models.FieldCondition(key=WORDS, match=models.MatchText(text=w)) for w in (keywords.required_words() if keywords else ())
+    ]
+    if not required:
+        return base
+    return models.Filter(must=[*([base] if base is not None else []), *required])
+
+
 def phrase_filter(flt: Filter | None, keywords: KeywordQuery | None) -> models.Filter | None:
     phrases = [
         models.FieldCondition(key=WORDS, match=models.MatchPhrase(phrase=phrase_words(p)))
@@ -79,7 +88,8 @@ def fused_query(
         weights.append(1.0)
     words = keywords.vector() if keywords else None
     if words is not None and words.indices:
-        stages.append(models.Prefetch(query=sparse(words), using=WORDS_VECTOR, filter=server_filter, limit=candidates))
+        keyword_filter = every_word_filter(server_filter, keywords)
+        stages.append(models.Prefetch(query=sparse(words), using=WORDS_VECTOR, filter=keyword_filter, limit=candidates))
         weights.append(keyword_weight)
         phrased = phrase_filter(flt, keywords)
         if phrased is not None:

@@ -19,6 +19,7 @@ import qdrant_edge as qe
 
 from search.payload import WORDS, searchable_words
 
+_FILLER = frozenset(("an", "the", "and", "or", "of", "with", "in", "on", "at", "to", "for", "by", "from", "is", "are"))
 WORDS_VECTOR = "words"  # the sparse vector's name in both backends' collection layouts
 _MODEL = qe.Bm25(qe.Bm25Config(language="english"))  # stemmed, English stopwords dropped
 
@@ -33,11 +34,22 @@ class Sparse:
 
 @dataclass(frozen=True)
 class KeywordQuery:
-    """What keyword relevance scores: ``text`` by BM25; every ``phrases`` entry must occur
-    in the point's words, in order (a quoted phrase, ``"blue ring"``)."""
+    """What keyword relevance scores: ``text`` by BM25; the points holding a ``phrases``
+    entry in order (a quoted phrase, ``"blue ring"``) rank first. With ``every_word``, only
+    points holding every content word of ``text`` enter the keyword ranking: a visual query
+    fused with keywords ("a red circle") then promotes the photos whose captions say all of
+    it, not every photo that says "red" (bench/quality.py measured the difference)."""
 
     text: str
     phrases: tuple[str, ...] = ()
+    every_word: bool = False
+
+    def required_words(self) -> tuple[str, ...]:
+        """The content words each keyword candidate must hold (``every_word``), lower-cased."""
+        if not self.every_word:
+            return ()
+        words = searchable_words([self.text]).lower().split()
+        return tuple(dict.fromkeys(w for w in words if len(w) > 1 and w not in _FILLER))
 
     def __bool__(self) -> bool:
         return bool(self.vector().indices) or bool(self.phrases)

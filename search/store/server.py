@@ -383,7 +383,7 @@ class ServerStore:
         """Create the collection on first use and check its vector size."""
         exists = self._call(lambda c: c.collection_exists(self.collection))
         if not exists and self._call(lambda c: spare_exists(c, self.collection)):
-            self._call(lambda c: resume(c, self.collection, self._create_collection))  # a copy-back was cut short
+            self._layout(lambda c: resume(c, self.collection, self._create_collection))  # a copy-back was cut short
         elif not exists:
             self._create_collection()
         info = self._call(lambda c: c.get_collection(self.collection))
@@ -393,9 +393,17 @@ class ServerStore:
     def _ensure_keyword_vector(self) -> None:
         """A collection made before schema version 3 gets the keyword vector (a copy out and back)."""
         if not self._call(lambda c: has_keyword_vector(c, self.collection)):
-            self._call(lambda c: add_keyword_vector(c, self.collection, self._create_collection))
+            self._layout(lambda c: add_keyword_vector(c, self.collection, self._create_collection))
         elif self._call(lambda c: spare_exists(c, self.collection)):
-            self._call(lambda c: resume(c, self.collection, self._create_collection))
+            self._layout(lambda c: resume(c, self.collection, self._create_collection))
+
+    def _layout(self, action: Callable[[QdrantClient], int]) -> None:
+        """A layout change while the store opens (no other caller yet): ``action`` calls back
+        into ``_create_collection``, which takes the call lock itself, so it runs without it."""
+        client = self._client
+        assert client is not None  # only called from __init__
+        with _server_errors(self.where):
+            action(client)
 
     def _create_collection(self, name: str | None = None) -> None:
         params = models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
@@ -475,7 +483,9 @@ def _with_client(
 def _to_point_struct(point: Point, dim: int) -> models.PointStruct:
     point_id = require_id(point.id)
     payload = plain_payload(point.payload)
-    return models.PointStruct(id=point_id, vector=point_vectors(point_vector(point.vector, dim, point_id), payload), payload=payload)
+    return models.PointStruct(
+        id=point_id, vector=point_vectors(point_vector(point.vector, dim, point_id), payload), payload=payload
+    )
 
 
 def _keyword_vector_updates(ids: Sequence[str], fields: Mapping[str, Any]) -> list[Any]:
