@@ -122,7 +122,7 @@ def _run_optimize(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(commands: argparse._SubParsersAction) -> None:
     sub = _command(commands, "worker", _run_worker, "run a Celery worker (distributed mode)")
-    sub.add_argument("--queues", default="cpu,gpu", help="comma-separated queues: cpu, gpu")
+    sub.add_argument("--queues", default="cpu,gpu", help="comma-separated queues: cpu, gpu, enrich (OCR)")
     sub.add_argument("--concurrency", type=int, default=None)
     sub.add_argument("--loglevel", default="INFO")
 

@@ -1,7 +1,8 @@
 """``mmsearch search``: run one query against the local index and print the results.
 
 The query is the compact arithmetic syntax the API's ``query`` field takes (plain words are a
-text query), so ``mmsearch search 'red car - "night"'`` and the API answer the same way. Unlike
+text query, ranked by visual similarity and keywords together unless ``--mode`` says
+``vector`` or ``keyword``; "quoted phrases" in plain words rank their matches first), so ``mmsearch search 'red car - "night"'`` and the API answer the same way. Unlike
 the API, the command line may read local files: ``--image FILE`` and ``file:PATH`` terms.
 ``--json`` prints the API's response document, so scripts can switch between the two freely.
 Errors are raised, not printed: ``mmsearch.cli`` shows them (exit code 2) with the same message
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from mmsearch.output import EXIT_OK, emit_json, say
 from mmsearch.remote import find_server
 from search.errors import BadQuery, MediaError
-from search.query import FileTerm, IdTerm, Term, TextTerm, UrlTerm, parse_query
+from search.query import FileTerm, IdTerm, Term, TextTerm, UrlTerm, parse_search
 from search.services import Services
 from search.settings import Settings
 
@@ -55,7 +56,8 @@ def build_request(args: argparse.Namespace) -> SearchRequest:
     """The core request for the command's arguments; BadQuery for an unusable query."""
     from search.engine import FilterSpec, SearchRequest
 
-    terms = query_terms(getattr(args, "text", None), getattr(args, "image", None))
+    text = getattr(args, "text", None)
+    terms = query_terms(text, getattr(args, "image", None))
     filters = FilterSpec(kinds=tuple(getattr(args, "kind", None) or ()), path_prefix=getattr(args, "folder", None))
     return SearchRequest(
         terms=tuple(terms),
@@ -64,6 +66,9 @@ def build_request(args: argparse.Namespace) -> SearchRequest:
         limit=getattr(args, "limit", None),
         offset=getattr(args, "offset", 0) or 0,
         explain=bool(getattr(args, "explain", False)),
+        mode=getattr(args, "mode", None),
+        keywords=bool(getattr(args, "keywords", False)),
+        query_text=text if text is not None and not getattr(args, "image", None) else None,
         filters=filters,
         allow_files=True,
         sort=getattr(args, "sort", None),
@@ -124,7 +129,7 @@ def query_terms(text: str | None, image: str | None) -> list[Term]:
     terms: list[Term] = [FileTerm(image)] if image else []
     if text is not None and text.strip():
         try:
-            terms += parse_query(text)  # a leading sign is allowed: --image x.jpg '- "red"'
+            terms += parse_search(text)  # a leading sign is allowed: --image x.jpg '- "red"'
         except BadQuery as exc:
             show_position(text, exc.position)
             raise
