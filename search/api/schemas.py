@@ -178,7 +178,12 @@ class QueryOptions(BaseModel):
     )
     limit: int | None = Field(None, ge=1, le=bounds.MAX_LIMIT, description="results per page (default and maximum from settings)")
     offset: int = Field(0, ge=0, le=bounds.MAX_OFFSET)
-    score_threshold: float | None = Field(None, ge=-1, le=1, description="drop results scoring below this cosine")
+    score_threshold: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="drop results whose visual (cosine) similarity is below this; in hybrid mode too, where the score shown is the fused rank score",
+    )
     dedup: bool | None = Field(None, description="collapse near-duplicates; default: on when every hit is a product")
     dedup_threshold: float | None = Field(None, gt=0, le=1)
     group: bool | None = Field(
