@@ -76,7 +76,9 @@ class IngestSettings(BaseModel):
         description="hosts exempt from the private-address guard: host:port (precise, e.g. '127.0.0.1:9000', "
         "'[::1]:9000', 'intranet.local:443'), or a bare host, address or network (every port on it)",
     )
-    page_deadline: float = Field(30.0, gt=0, description="seconds for one whole page, URL list or manifest fetch, retries included")
+    page_deadline: float = Field(
+        30.0, gt=0, description="seconds for one whole page, URL list or manifest fetch, retries included"
+    )
     download_deadline: float = Field(600.0, gt=0, description="seconds for one whole media download, retries included")
     max_concurrent_fetches: int = Field(8, ge=1, le=256, description="remote fetches in flight at once per fetcher")
     max_fetches_per_host: int = Field(4, ge=1, le=256, description="remote fetches in flight at once to one host")

@@ -19,7 +19,8 @@ from search.services import IngestRequest
 from tests._ingest_support import SharedModelServices, base_settings, make_image
 
 
-def _found(root: Path, file_filter: FileFilter = FileFilter()) -> tuple[set[str], list[Problem]]:
+def _found(root: Path, file_filter: FileFilter | None = None) -> tuple[set[str], list[Problem]]:
+    file_filter = file_filter or FileFilter()
     names: set[str] = set()
     problems: list[Problem] = []
     for found in walk_folder(root, file_filter):
