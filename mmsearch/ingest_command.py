@@ -90,9 +90,9 @@ def _ingest_through(server: Server, request: IngestRequest, as_json: bool) -> in
 
 def job_from_api(document: dict[str, Any]) -> tuple[JobRecord, list[FailureRecord]]:
     """A job as the API's ``JobOut`` describes it, in the catalog's types (for the same output)."""
-    fields = {f: document.get(f) for f in JOB_FIELDS}
+    fields: dict[str, Any] = {f: document.get(f) for f in JOB_FIELDS}
     for name in ("created_at", "started_at", "finished_at", "heartbeat_at"):
-        fields[name] = datetime.fromisoformat(fields[name]) if fields[name] else None
+        fields[name] = datetime.fromisoformat(str(fields[name])) if fields[name] else None
     job = JobRecord(**fields)
     failures = [
         FailureRecord(i, job.id, f["uri"], f["reason"], datetime.fromisoformat(f["at"]))

@@ -164,7 +164,7 @@ def _timeline(api: ApiClient, video: VideoGroup, query: str, options: SearchOpti
     st.altair_chart(timeline_chart(found), use_container_width=True)
 
 
-def timeline_chart(found: Saliency) -> alt.LayerChart:
+def timeline_chart(found: Saliency) -> alt.LayerChart | alt.FacetChart:
     """A line of score over time, coloured by signal, over grey bands for the moments."""
     curve = pd.DataFrame(found.curve, columns=["t", "score", "signal"])
     curve["signal"] = curve["signal"].map({"visual": "seen", "speech": "said"}).fillna(curve["signal"])

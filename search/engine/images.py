@@ -90,7 +90,7 @@ def _collapsed(
     window = min(max(wanted * DEDUP_OVERFETCH, DEDUP_MIN_WINDOW), DEDUP_MAX_WINDOW)
     if len(hits) > wanted or any(h.vector is None for h in hits):  # widen the window, with vectors
         hits = fetch(window, 0, with_vectors=True)
-    vectors = np.stack([h.vector for h in hits]) if hits else np.zeros((0, 1), np.float32)
+    vectors = np.stack([h.vector for h in hits if h.vector is not None]) if hits else np.zeros((0, 1), np.float32)
     groups = duplicate_groups(vectors, threshold)
     page = groups[request.offset : wanted]
     items = [_item(hits[g.keep], fetch.prepared, request.explain, tuple(hits[i].id for i in g.duplicates)) for g in page]

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import av
 import av.error
@@ -117,13 +117,13 @@ def _keyframe_before(source: Path | BinaryIO, start: float) -> float | None:
 
 def _seek(container: av.container.InputContainer, stream: av.VideoStream, seconds: float) -> None:
     try:
-        container.seek(int(seconds / stream.time_base), stream=stream, backward=True, any_frame=False)
+        container.seek(int(seconds / (stream.time_base or 1)), stream=stream, backward=True, any_frame=False)
     except av.error.FFmpegError:
         container.seek(0)
 
 
 def _origin(stream: av.VideoStream) -> float:
-    return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    return float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
 
 
 def _copy(source: Path | BinaryIO, keyframe: float, end: float, out: Path, deadline: float) -> tuple[float, float, str]:
@@ -134,7 +134,7 @@ def _copy(source: Path | BinaryIO, keyframe: float, end: float, out: Path, deadl
         origin = _origin(video)
         _seek(container, video, keyframe + origin)
         with av.open(str(out), mode="w", format="mp4") as output:
-            streams = {video.index: output.add_stream_from_template(video)}
+            streams: dict[int, Any] = {video.index: output.add_stream_from_template(video)}
             if audio is not None:
                 streams[audio.index] = output.add_stream_from_template(audio)
             shift: dict[int, int] = {}

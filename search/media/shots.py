@@ -40,7 +40,7 @@ def embedding_cuts(times: Sequence[float], vectors: Sequence[np.ndarray], thresh
     norms = np.linalg.norm(stacked, axis=1, keepdims=True)
     unit = stacked / np.maximum(norms, 1e-12)
     similarity = np.sum(unit[1:] * unit[:-1], axis=1)
-    return [round((times[i] + times[i + 1]) / 2, 3) for i in np.flatnonzero(similarity < threshold)]
+    return [round((times[int(i)] + times[int(i) + 1]) / 2, 3) for i in np.flatnonzero(similarity < threshold)]
 
 
 def hsv_histogram(image: Image.Image) -> np.ndarray:
@@ -112,7 +112,7 @@ def refine_cuts(path: Path, pairs: Sequence[tuple[float, float]], deadline_s: fl
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
         for index, (a, b) in enumerate(pairs):
             if index >= limit or time.monotonic() > stop:
                 out.append(b)
@@ -125,7 +125,7 @@ def refine_cuts(path: Path, pairs: Sequence[tuple[float, float]], deadline_s: fl
 
 
 def _refine_one(container: av.container.InputContainer, stream: av.VideoStream, origin: float, a: float, b: float) -> float:
-    container.seek(int((a + origin) / stream.time_base), stream=stream, backward=True, any_frame=False)
+    container.seek(int((a + origin) / (stream.time_base or 1)), stream=stream, backward=True, any_frame=False)
     previous: np.ndarray | None = None
     best_t, best_diff = b, -1.0
     for frame in container.decode(stream):

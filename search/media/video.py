@@ -167,7 +167,7 @@ def _sample_by_seeking(path: Path, plan: SamplingPlan, info: VideoInfo, interval
         t_next, last_t = 0.0, -1.0
         while yielded < plan.max_frames and (info.duration <= 0 or t_next < info.duration):
             try:
-                container.seek(int((t_next + origin) / stream.time_base), stream=stream, backward=True, any_frame=False)
+                container.seek(int((t_next + origin) / _time_base(stream)), stream=stream, backward=True, any_frame=False)
                 frame, t = _first_at_or_after(container, stream, origin, t_next, last_t, info.fps)
             except av.error.FFmpegError as exc:
                 if yielded == 0:
@@ -310,3 +310,10 @@ def _to_image(frame: av.VideoFrame, rotation: int, min_side: int | None) -> Imag
 
 def _ffmpeg_reason(exc: av.error.FFmpegError) -> str:
     return getattr(exc, "strerror", None) or str(exc)
+
+
+def _time_base(stream: av.video.stream.VideoStream) -> Fraction:
+    """The stream's time base; FFmpeg always sets one on a decodable stream."""
+    if stream.time_base is None:
+        raise MediaError("the video stream has no time base")
+    return stream.time_base

@@ -182,7 +182,7 @@ def _copy_points(old: qe.EdgeShard, new: qe.EdgeShard) -> int:
             raw = record.vector
             dense = raw.get("") if isinstance(raw, dict) else raw
             payload = dict(record.payload or {})
-            points.append(qe.Point(record.id, point_vectors(list(dense), payload), payload))
+            points.append(qe.Point(record.id, point_vectors(list(dense), payload), payload))  # type: ignore[arg-type]  # a dense list here
         if points:
             new.update(qe.UpdateOperation.upsert_points(points))
             copied += len(points)

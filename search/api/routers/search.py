@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
 
@@ -13,11 +13,11 @@ from search.api.limits import UrlAdmission
 from search.api.schemas import ErrorOut, FiltersIn, QueryOptions, SearchIn, SearchOut, TargetName
 from search.engine import SearchRequest
 from search.errors import MediaError, TooLarge
-from search.query import ImageTerm, parse_query
+from search.query import ImageTerm, Term, parse_query
 
 router = APIRouter(tags=["search"])
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "bad query (with the position of a syntax error) or unusable image"},
     404: {"model": ErrorOut, "description": "an id in the query is not indexed"},
     413: {"model": ErrorOut, "description": "upload larger than the limit"},
@@ -59,7 +59,7 @@ def search_image(
 ) -> Response:
     """Multipart upload (field ``file``); options and filters are query parameters."""
     data = _read_upload(file, state.settings.api.max_upload_bytes)
-    terms = [ImageTerm(data, image_weight, name=file.filename or "upload")]
+    terms: list[Term] = [ImageTerm(data, image_weight, name=file.filename or "upload")]
     if query and query.strip():
         terms += parse_query(query)  # positions in errors point into the form field as sent
     return _run(state, convert.with_options(SearchRequest(terms=tuple(terms)), options), base, admit)
