@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.query import payload
+from bench.query import payload, wait_indexed  # the same ingest-shaped payloads and index wait
 from search.ids import point_id
 from search.settings import IndexSettings, load_settings
 from search.store import Filter, Match, Point, VectorStore, open_store
@@ -89,18 +89,6 @@ def fill(store: VectorStore, vectors: np.ndarray) -> list[str]:
             ids.append(pid)
         store.upsert(points)
     return ids
-
-
-def wait_indexed(store: VectorStore, threshold: int, limit_s: float) -> float:
-    """Seconds until the maintainer has indexed all but a below-threshold remainder."""
-    started = time.monotonic()
-    store.request_index()
-    while time.monotonic() - started < limit_s:
-        state = store.index_state()
-        if not state.optimizing and state.unindexed < threshold:
-            return time.monotonic() - started
-        time.sleep(1.0)
-    raise TimeoutError(f"not indexed after {limit_s:.0f} s: {store.index_state()}")
 
 
 def latencies(store: VectorStore, queries: np.ndarray, flt: Filter | None) -> list[float]:
