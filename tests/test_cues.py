@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ingest.jobs import run_ingest
-from search.embedder import Embedder, load_embedder
 from search.engine import search
 from search.engine.request import SearchRequest
 from search.errors import BadQuery
@@ -18,23 +16,11 @@ from search.payload import KIND, CuePayload
 from search.query import TextTerm
 from search.services import IngestRequest, Services
 from search.store import Filter, Match
-from tests._ingest_support import SharedModelServices, base_settings, make_video
+from tests._ingest_support import make_video
 
 FFMPEG = "/usr/bin/ffmpeg"
 STREAM_SRT = "1\n00:00:01,000 --> 00:00:02,500\nthe old lighthouse keeper\n"
 SIDECAR_SRT = "1\n00:00:05,000 --> 00:00:07,000\nthank you so much\n"
-
-
-@pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return load_embedder(base_settings(tmp_path_factory.mktemp("model")))
-
-
-@pytest.fixture
-def services(tmp_path: Path, embedder: Embedder) -> Iterator[Services]:
-    svc = SharedModelServices(base_settings(tmp_path / "data"), embedder)
-    yield svc
-    svc.close()
 
 
 def _with_subtitle_stream(plain: Path, out: Path, srt_text: str) -> Path:

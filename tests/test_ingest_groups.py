@@ -10,31 +10,17 @@ unchanged rescan sent two per file.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ingest import discovery
 from ingest.jobs import run_ingest
-from search.embedder import Embedder, load_embedder
 from search.services import IngestRequest, Services
-from tests._ingest_support import SharedModelServices, base_settings, make_image
+from tests._ingest_support import make_image
 from tests.test_catalog_groups import counting
 
 IMAGES = 40
-
-
-@pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return load_embedder(base_settings(tmp_path_factory.mktemp("model")))
-
-
-@pytest.fixture
-def services(tmp_path: Path, embedder: Embedder) -> Iterator[Services]:
-    svc = SharedModelServices(base_settings(tmp_path / "data"), embedder)
-    yield svc
-    svc.close()
 
 
 def photo_folder(root: Path, count: int) -> Path:

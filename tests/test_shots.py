@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from ingest.jobs import run_ingest
-from search.embedder import Embedder, load_embedder
 from search.engine import search
 from search.engine.request import SearchRequest
 from search.media import probe_video, sample_frames
@@ -18,7 +15,7 @@ from search.media.video import SamplingPlan
 from search.query import TextTerm
 from search.services import IngestRequest, Services
 from synthetic.video import write_video
-from tests._ingest_support import COLOURS, SharedModelServices, base_settings
+from tests._ingest_support import COLOURS
 
 FPS = 10
 SCENES = [("red", 2.4), ("blue", 1.8), ("green", 2.8)]  # cuts at 2.4 s and 4.2 s, between samples
@@ -48,18 +45,6 @@ def test_snapping_moves_only_bounds_within_the_tolerance() -> None:
     assert snap(3.0, [2.4, 4.2], 1.0) == 2.4 and snap(3.0, [2.4, 4.2], 0.5) == 3.0 and snap(3.0, [], 1.0) == 3.0
     assert snap_span(3.0, 5.0, [2.4, 4.2], 1.0) == (2.4, 4.2)
     assert snap_span(2.5, 2.6, [2.4], 1.0) == (2.5, 2.6)  # would collapse: kept
-
-
-@pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return load_embedder(base_settings(tmp_path_factory.mktemp("model")))
-
-
-@pytest.fixture
-def services(tmp_path: Path, embedder: Embedder) -> Iterator[Services]:
-    svc = SharedModelServices(base_settings(tmp_path / "data"), embedder)
-    yield svc
-    svc.close()
 
 
 def test_ingest_stores_the_cuts_and_moments_start_and_end_on_them(services: Services, tmp_path: Path) -> None:
