@@ -20,7 +20,7 @@ to a second worker while the first still runs it.
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from ingest.visibility import KeepHeldTasksVisible
 from search.errors import ConfigError
@@ -49,7 +49,7 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=ingest.cpu_queue,
-        task_queues=(Queue(ingest.cpu_queue), Queue(ingest.gpu_queue), Queue(ingest.enrich_queue)),
+        task_queues=tuple(_direct_queue(name) for name in (ingest.cpu_queue, ingest.gpu_queue, ingest.enrich_queue)),
         task_routes={
             CPU_TASKS: {"queue": ingest.cpu_queue},
             GPU_TASKS: {"queue": ingest.gpu_queue},
@@ -73,3 +73,10 @@ def make_celery(settings: Settings) -> Celery:
 
     register_tasks(app, settings)
     return app
+
+
+def _direct_queue(name: str) -> Queue:
+    """A queue bound to its own direct exchange by its own name: a bare ``Queue(name)`` is bound to
+    the default queue's exchange and key by Celery, so every queue would share the ``cpu`` binding."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+

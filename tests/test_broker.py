@@ -48,3 +48,13 @@ def test_readiness_fails_on_the_broker_alone(tmp_path):
         services.close()
     assert checks["model"].ok and checks["store"].ok and checks["catalog"].ok
     assert not checks["broker"].ok and "does not answer" in checks["broker"].detail
+
+
+def test_each_queue_is_bound_to_its_own_exchange_and_key(tmp_path):
+    """A gpu task must never be routable to the cpu queue, on Redis or on an AMQP broker."""
+    from ingest.celery_app import make_celery
+
+    app = make_celery(load_settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:6379/15"))
+    bindings = {name: (queue.exchange.name, queue.routing_key) for name, queue in app.amqp.queues.items()}
+    assert bindings == {name: (name, name) for name in ("cpu", "gpu", "enrich")}
+    assert app.amqp.router.route({}, "mmsearch.ingest.gpu.index")["queue"].name == "gpu"
