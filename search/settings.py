@@ -166,6 +166,9 @@ class ApiSettings(BaseModel):
     ui_port: int = Field(8501, ge=1, le=65535)
     api_key: SecretStr | None = Field(None, description="required on write endpoints when set")
     protect_reads: bool = Field(False, description="the API key is required on reads too (all but /healthz and /readyz)")
+    media_url_ttl: int = Field(
+        3600, ge=10, le=7 * 86400, description="seconds a signed media URL stays valid (protected reads: the browser's links)"
+    )
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_url_fetches: int = Field(8, ge=1, le=1000, description="searches fetching an image URL at once; more get 429")
     max_url_fetches_per_client: int = Field(2, ge=1, le=1000, description="the same, per client address")
