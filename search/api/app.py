@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from search import __version__
 from search.api import errors
-from search.api.deps import AppState, require_read_access
+from search.api.deps import AppState, require_read_access, url_signer
 from search.api.limits import BodyLimitMiddleware, UrlFetchGate, body_limit
 from search.api.metrics import Metrics, MetricsMiddleware
 from search.api.routers import clips, duplicates, ingest, media, ops, saliency, sources
@@ -36,6 +36,10 @@ Semantic search over photos, video moments and products (CLIP embeddings in Qdra
   `videos` (whole videos).
 * **Filters** run inside the vector store: kind, source, folder, date taken, size, category,
   brand, price, any manifest field.
+* **Keys**: writes need `X-API-Key` when a key is set; with protected reads, every endpoint but
+  `/healthz` and `/readyz` does. The media URLs in answers (thumbnails, files, clips) are then
+  signed (`exp`, `sig`) for that one item, endpoint and span, so a browser loads them without
+  the key until they expire (`api.media_url_ttl`).
 * Errors are JSON `{"detail", "error", "position"?}` with 4xx statuses for anything a client sent.
   An image URL that does not arrive within the query deadline is 422 `fetch_timeout`; more
   searches with image URLs at once than the server admits get 429 with `Retry-After`.
@@ -61,6 +65,7 @@ def create_app(
         metrics=Metrics(),
         owns_services=services is None,
         watcher=watcher,
+        signer=url_signer(settings),
     )
 
     @asynccontextmanager

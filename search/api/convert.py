@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote
 
+from search.api.links import PLAIN, Links
 from search.api.schemas import (
     ContributionOut,
     FacetOut,
@@ -158,13 +158,13 @@ def _field(key: str, value: Any) -> FieldFilter:
 # --- responses ------------------------------------------------------------------------------
 
 
-def search_out(results: SearchResults, base: str = "") -> SearchOut:
+def search_out(results: SearchResults, links: Links = PLAIN) -> SearchOut:
     t = results.timings
     return SearchOut(
         target=results.target,
         query_type=results.query_type,
         terms=[TermOut(kind=i.kind, label=i.label, weight=i.weight) for i in results.terms],
-        results=[result_out(item, base) for item in results.items],
+        results=[result_out(item, links) for item in results.items],
         offset=results.offset,
         limit=results.limit,
         next_offset=results.next_offset,
@@ -173,11 +173,11 @@ def search_out(results: SearchResults, base: str = "") -> SearchOut:
     )
 
 
-def result_out(item: ResultItem, base: str = "") -> ResultOut:
+def result_out(item: ResultItem, links: Links = PLAIN) -> ResultOut:
     p = item.payload
-    moment = moment_out(item.moment, base) if item.moment else None
-    moments = [moment_out(m, base) for m in item.moments]
-    thumb = _result_thumbnail(item, base, moments)
+    moment = moment_out(item.moment, links) if item.moment else None
+    moments = [moment_out(m, links) for m in item.moments]
+    thumb = _result_thumbnail(item, links)
     t = p.t if item.kind == "frame" and isinstance(p, FramePayload) else None
     return ResultOut(
         id=item.point_id,
@@ -187,7 +187,7 @@ def result_out(item: ResultItem, base: str = "") -> ResultOut:
         name=p.name or None,
         uri=p.uri or None,
         thumbnail_url=thumb,
-        file_url=moment.file_url if moment else _file_url(base, item.media_id, t),
+        file_url=moment.file_url if moment else _file_url(links, item.media_id, t),
         width=p.width,
         height=p.height,
         taken_at=p.taken_at,
@@ -200,7 +200,7 @@ def result_out(item: ResultItem, base: str = "") -> ResultOut:
         moment=moment,
         moments=moments,
         duplicates=list(item.duplicates),
-        variants=[variant_out(v, base) for v in item.variants],
+        variants=[variant_out(v, links) for v in item.variants],
         contributions=[
             ContributionOut(term=c.label, weight=c.weight, similarity=c.similarity, contribution=c.contribution)
             for c in item.contributions
@@ -211,7 +211,7 @@ def result_out(item: ResultItem, base: str = "") -> ResultOut:
     )
 
 
-def variant_out(item: ResultItem, base: str = "") -> VariantOut:
+def variant_out(item: ResultItem, links: Links = PLAIN) -> VariantOut:
     p = item.payload
     return VariantOut(
         id=item.point_id,
@@ -219,7 +219,7 @@ def variant_out(item: ResultItem, base: str = "") -> VariantOut:
         score=round(item.score, 6),
         name=p.name or None,
         path=p.path,
-        thumbnail_url=media_thumbnail_url(base, item.media_id),
+        thumbnail_url=links.media_thumbnail(item.media_id),
     )
 
 
@@ -229,16 +229,16 @@ def location_out(p: Payload | None) -> LocationOut | None:
     return LocationOut(lat=geo.lat, lon=geo.lon) if geo is not None else None
 
 
-def _result_thumbnail(item: ResultItem, base: str, moments: list[MomentOut]) -> str:
+def _result_thumbnail(item: ResultItem, links: Links) -> str:
     if item.moment is not None or item.kind == "video":
         best = item.moment.best_point_id if item.moment else (item.moments[0].best_point_id if item.moments else None)
-        return point_thumbnail_url(base, best) if best else media_thumbnail_url(base, item.media_id)
+        return links.point_thumbnail(best) if best else links.media_thumbnail(item.media_id)
     if item.kind in VIDEO_KINDS and item.point_id and item.payload.thumb:
-        return point_thumbnail_url(base, item.point_id)
-    return media_thumbnail_url(base, item.media_id)
+        return links.point_thumbnail(item.point_id)
+    return links.media_thumbnail(item.media_id)
 
 
-def moment_out(m: Moment, base: str = "") -> MomentOut:
+def moment_out(m: Moment, links: Links = PLAIN) -> MomentOut:
     return MomentOut(
         video_id=m.video_id,
         start=round(m.start, 3),
@@ -247,8 +247,9 @@ def moment_out(m: Moment, base: str = "") -> MomentOut:
         best_t=m.best_t,
         best_point_id=m.best_point_id or None,
         signal=m.signal,
-        thumbnail_url=point_thumbnail_url(base, m.best_point_id) if m.best_point_id else media_thumbnail_url(base, m.video_id),
-        file_url=f"{media_file_url(base, m.video_id)}#t={m.start:g},{m.end:g}",
+        thumbnail_url=links.point_thumbnail(m.best_point_id) if m.best_point_id else links.media_thumbnail(m.video_id),
+        file_url=f"{links.media_file(m.video_id)}#t={m.start:g},{m.end:g}",
+        clip_url=links.clip(m.video_id, m.start, m.end),
     )
 
 
@@ -269,15 +270,15 @@ def _duration(p: Payload) -> float | None:
     return p.duration if isinstance(p, (FramePayload, SegmentPayload)) else None
 
 
-def media_out(info: MediaInfo, base: str = "") -> MediaOut:
+def media_out(info: MediaInfo, links: Links = PLAIN) -> MediaOut:
     p, r = info.payload, info.record
     return MediaOut(
         id=info.media_id,
         kind=info.kind,
         uri=info.uri,
         name=info.name,
-        thumbnail_url=media_thumbnail_url(base, info.media_id),
-        file_url=media_file_url(base, info.media_id),
+        thumbnail_url=links.media_thumbnail(info.media_id),
+        file_url=links.media_file(info.media_id),
         points=info.points,
         status=r.status if r else None,
         error=r.error if r else None,
@@ -321,18 +322,6 @@ def job_out(job: Any, failures: Sequence[Any] = ()) -> JobOut:
 # --- URLs ----------------------------------------------------------------------------------------
 
 
-def media_thumbnail_url(base: str, media_id: str) -> str:
-    return f"{base}/media/{quote(media_id, safe='')}/thumbnail"
-
-
-def media_file_url(base: str, media_id: str) -> str:
-    return f"{base}/media/{quote(media_id, safe='')}/file"
-
-
-def point_thumbnail_url(base: str, point_id: str) -> str:
-    return f"{base}/points/{quote(point_id, safe='')}/thumbnail"
-
-
-def _file_url(base: str, media_id: str, t: float | None) -> str:
-    url = media_file_url(base, media_id)
+def _file_url(links: Links, media_id: str, t: float | None) -> str:
+    url = links.media_file(media_id)
     return f"{url}#t={t:g}" if t is not None else url

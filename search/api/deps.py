@@ -3,7 +3,9 @@
 Auth has two levels, both with the one key ``api.api_key`` sent as ``X-API-Key``: writes
 (``require_api_key``) need it whenever a key is configured; reads (``require_read_access``,
 applied to every endpoint) need it too when ``api.protect_reads`` is on, except the probes in
-``OPEN_PATHS`` that orchestrators call without credentials.
+``OPEN_PATHS`` that orchestrators call without credentials. The media endpoints a browser loads
+by itself (``links.SIGNED_ROUTES``: thumbnails, files, clips) also accept, instead of the
+header, the signature that the API's own responses put in those URLs (``search.api.signing``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 
 from search import bounds
+from search.api.links import SIGNED_ROUTES, Links
 from search.api.metrics import Metrics
 from search.api.schemas import FiltersIn, Kind, PoolingName, QueryOptions, TargetName
+from search.api.signing import EXP, SIG, SignatureError, UrlSigner
 from search.services import IngestLauncher, Services, WatchControl
 from search.settings import Settings
 
@@ -36,6 +40,15 @@ class AppState:
     owns_services: bool  # closed at shutdown only when the app created them
     startup_error: str | None = None
     watcher: WatchControl | None = None  # watched folders (mmsearch serve in embedded mode), else None
+    signer: UrlSigner | None = None  # signs media URLs when reads are protected, else None
+
+
+def url_signer(settings: Settings) -> UrlSigner | None:
+    """The media URL signer when reads are protected (so the browser needs signed URLs), else None."""
+    key = settings.api.api_key
+    if not settings.api.protect_reads or key is None:
+        return None
+    return UrlSigner(key.get_secret_value(), settings.api.media_url_ttl)
 
 
 async def get_state(request: Request) -> AppState:
@@ -52,6 +65,14 @@ async def base_url(request: Request) -> str:
 
 BaseUrl = Annotated[str, Depends(base_url)]
 
+
+async def media_links(state: State, base: BaseUrl) -> Links:
+    """How this response's media URLs are built: under the mount path, signed when reads are private."""
+    return Links(base, state.signer)
+
+
+MediaLinks = Annotated[Links, Depends(media_links)]
+
 _api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="required on write endpoints when configured, on reads too with protect_reads"
 )
@@ -60,11 +81,15 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # liveness and readiness probes
 
 async def require_api_key(state: State, key: Annotated[str | None, Security(_api_key_header)] = None) -> None:
     """401 without a key, 403 with a wrong one; open when no key is configured."""
+    _check_key(state, key)
+
+
+def _check_key(state: AppState, key: str | None, hint: str = "") -> None:
     expected = state.settings.api.api_key
     if expected is None:
         return
     if not key:
-        raise HTTPException(401, "This endpoint needs an API key in the X-API-Key header.")
+        raise HTTPException(401, f"This endpoint needs an API key in the X-API-Key header{hint}.")
     if not secrets.compare_digest(key.encode(), expected.get_secret_value().encode()):
         raise HTTPException(403, "The API key is not valid.")
 
@@ -72,13 +97,45 @@ async def require_api_key(state: State, key: Annotated[str | None, Security(_api
 async def require_read_access(
     request: Request, state: State, key: Annotated[str | None, Security(_api_key_header)] = None
 ) -> None:
-    """Every endpoint's guard: the key is needed for reads too when ``api.protect_reads`` is on."""
+    """Every endpoint's guard: the key is needed for reads too when ``api.protect_reads`` is on.
+
+    On the media routes a browser loads by itself, a request without the header may instead
+    carry a signature; a key sent alongside one is checked as a key (a wrong one is 403)."""
     if not state.settings.api.protect_reads:
         return
     route = request.scope.get("route")
-    if getattr(route, "path", None) in OPEN_PATHS:
+    template = getattr(route, "path", None)
+    if template in OPEN_PATHS:
         return
-    await require_api_key(state, key)
+    if template in SIGNED_ROUTES and not key:
+        if SIG in request.query_params or EXP in request.query_params:
+            _check_signature(request, state.signer, template)
+            return
+        _check_key(state, key, hint=" (or the signed URL that search results and /media/{id} give)")
+    _check_key(state, key)
+
+
+async def signed_url_query(
+    exp: Annotated[str | None, Query(max_length=20, description="signed URL: expiry, unix seconds")] = None,
+    sig: Annotated[str | None, Query(max_length=100, description="signed URL: signature over the path, span and exp")] = None,
+) -> None:
+    """Declares ``exp`` and ``sig`` on the media routes, for the OpenAPI document; the check
+    itself is in ``require_read_access``, which runs first."""
+
+
+SIGNED: Any = Depends(signed_url_query)
+
+
+def _check_signature(request: Request, signer: UrlSigner | None, template: str) -> None:
+    """A signed media URL opens exactly the path, span and time it was signed for; else 401."""
+    query = request.query_params
+    others = [(name, value) for name, value in query.multi_items() if name not in (EXP, SIG)]
+    try:
+        if signer is None or len(query.getlist(EXP)) != 1 or len(query.getlist(SIG)) != 1:
+            raise SignatureError("The URL's signature is not valid for this path.")
+        signer.verify(template.format(**request.path_params), others, query.get(EXP), query.get(SIG))
+    except SignatureError as exc:
+        raise HTTPException(401, str(exc)) from None
 
 
 async def filter_query(

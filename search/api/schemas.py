@@ -329,6 +329,9 @@ class ContributionOut(BaseModel):
     contribution: float = Field(description="weight × similarity / |weighted sum|; these add up to the score")
 
 
+_SIGNED = "signed (exp, sig query parameters) when reads are protected, so a browser loads it without the key"
+
+
 class MomentOut(BaseModel):
     video_id: str
     start: float = Field(description="seconds")
@@ -337,8 +340,9 @@ class MomentOut(BaseModel):
     best_t: float | None = Field(None, description="time of the best-matching frame")
     best_point_id: str | None = None
     signal: str | None = Field(None, description="which signal carried the moment: visual (frames) or speech (subtitles)")
-    thumbnail_url: str | None = None
-    file_url: str = Field(description="the video, with a #t=start,end media fragment")
+    thumbnail_url: str | None = Field(None, description=_SIGNED)
+    file_url: str = Field(description=f"the video, with a #t=start,end media fragment; {_SIGNED}")
+    clip_url: str | None = Field(None, description=f"the moment as its own MP4 (GET /media/{{id}}/clip); {_SIGNED}")
 
 
 class SaliencyIn(BaseModel):
@@ -397,7 +401,7 @@ class VariantOut(BaseModel):
     score: float
     name: str | None = None
     path: str | None = None
-    thumbnail_url: str | None = None
+    thumbnail_url: str | None = Field(None, description=_SIGNED)
 
 
 class ResultOut(BaseModel):
@@ -409,8 +413,8 @@ class ResultOut(BaseModel):
     score: float
     name: str | None = None
     uri: str | None = None
-    thumbnail_url: str | None = None
-    file_url: str | None = None
+    thumbnail_url: str | None = Field(None, description=_SIGNED)
+    file_url: str | None = Field(None, description=_SIGNED)
     width: int | None = None
     height: int | None = None
     taken_at: float | None = Field(None, description="unix seconds")
@@ -465,8 +469,8 @@ class MediaOut(BaseModel):
     kind: str = Field(description="image, video or product")
     uri: str | None = None
     name: str | None = None
-    thumbnail_url: str
-    file_url: str
+    thumbnail_url: str = Field(description=_SIGNED)
+    file_url: str = Field(description=_SIGNED)
     points: int
     status: str | None = Field(None, description="catalog status: pending, indexed, failed, deleted")
     error: str | None = None

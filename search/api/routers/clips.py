@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Path, Query
 from fastapi.responses import Response
 
-from search.api.deps import State
+from search.api.deps import SIGNED, State
 from search.api.ranges import file_response
-from search.api.routers.media import NOT_FOUND
+from search.api.routers.media import NOT_FOUND, UNSIGNED
 from search.engine import media as core
 from search.media.clip import ClipError, ClipPlan, check_span, export_clip
 from search.settings import Settings
@@ -30,8 +30,10 @@ MediaId = Annotated[str, Path(min_length=1, max_length=200, description="media i
         409: {"description": "the file changed since it was indexed (re-ingest it)"},
         416: {"description": "the range cannot be satisfied"},
         422: {"description": "a bad span (start, end), or a video that cannot be cut"},
+        **UNSIGNED,
         **NOT_FOUND,
     },
+    dependencies=[SIGNED],
     summary="A span of a video as MP4 (stream copy from a nearby keyframe, else re-encoded)",
 )
 def media_clip(
@@ -45,7 +47,11 @@ def media_clip(
     before ``start`` when that lies within ``api.clip_keyframe_tolerance`` seconds (so it may
     start that much early), else re-encoded from ``start`` exactly (video only). Clips are kept
     in the data dir's ``tmp/clips`` (the last ``api.clip_cache``), so seeking in one, which
-    asks for ranges, does not cut it again."""
+    asks for ranges, does not cut it again.
+
+    Moments in search results carry this URL as ``clip_url``; with protected reads it is signed
+    for that span (``exp``, ``sig``), so a browser can download it without the key, and the
+    signature opens no other span or video."""
     settings = state.services.settings
     plan = ClipPlan(settings.api.clip_max_seconds, settings.api.clip_keyframe_tolerance, settings.api.clip_deadline)
     try:

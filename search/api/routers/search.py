@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, Uploa
 
 from search import engine
 from search.api import convert
-from search.api.deps import BaseUrl, State, filter_query, options_query
+from search.api.deps import MediaLinks, State, filter_query, options_query
 from search.api.limits import UrlAdmission
+from search.api.links import Links
 from search.api.schemas import ErrorOut, FiltersIn, QueryOptions, SearchIn, SearchOut, TargetName
 from search.engine import SearchRequest
 from search.errors import MediaError, TooLarge
@@ -28,11 +29,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _run(state: State, request: SearchRequest, base: str, admit: UrlAdmission) -> Response:
+def _run(state: State, request: SearchRequest, links: Links, admit: UrlAdmission) -> Response:
     with admit(request.terms):  # searches with image URLs: capped, and under one deadline
         results = engine.search(state.services, request)
     state.metrics.observe_search(results)
-    return _json(convert.search_out(results, base))
+    return _json(convert.search_out(results, links))
 
 
 def _json(out: SearchOut) -> Response:
@@ -42,15 +43,15 @@ def _json(out: SearchOut) -> Response:
 
 
 @router.post("/search", response_model=SearchOut, responses=ERRORS, summary="Search by text, image, id, arithmetic or examples")
-def search(body: SearchIn, state: State, base: BaseUrl, admit: UrlAdmission) -> Response:
+def search(body: SearchIn, state: State, links: MediaLinks, admit: UrlAdmission) -> Response:
     """Run a search described in JSON; see the request schema's examples."""
-    return _run(state, convert.search_request(body, state.settings.api.max_upload_bytes), base, admit)
+    return _run(state, convert.search_request(body, state.settings.api.max_upload_bytes), links, admit)
 
 
 @router.post("/search/image", response_model=SearchOut, responses=ERRORS, summary="Search with an uploaded image")
 def search_image(
     state: State,
-    base: BaseUrl,
+    links: MediaLinks,
     admit: UrlAdmission,
     options: Annotated[QueryOptions, Depends(options_query)],
     file: Annotated[UploadFile, File(description="the query image")],
@@ -62,7 +63,7 @@ def search_image(
     terms: list[Term] = [ImageTerm(data, image_weight, name=file.filename or "upload")]
     if query and query.strip():
         terms += parse_query(query)  # positions in errors point into the form field as sent
-    return _run(state, convert.with_options(SearchRequest(terms=tuple(terms)), options), base, admit)
+    return _run(state, convert.with_options(SearchRequest(terms=tuple(terms)), options), links, admit)
 
 
 def _read_upload(file: UploadFile, limit: int) -> bytes:
@@ -79,7 +80,7 @@ def _read_upload(file: UploadFile, limit: int) -> bytes:
 @router.get("/similar/{item_id}", response_model=SearchOut, responses=ERRORS, summary="More like this item")
 def similar(
     state: State,
-    base: BaseUrl,
+    links: MediaLinks,
     item_id: Annotated[str, Path(min_length=1, max_length=200, description="point id or media id")],
     filters: Annotated[FiltersIn, Depends(filter_query)],
     same_category: Annotated[bool, Query(description="products: only the item's own category")] = False,
@@ -102,4 +103,4 @@ def similar(
         dedup=dedup,
     )
     state.metrics.observe_search(results)
-    return _json(convert.search_out(results, base))
+    return _json(convert.search_out(results, links))
