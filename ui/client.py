@@ -232,6 +232,7 @@ class MomentHit:
     best_t: float | None
     thumbnail_url: str | None
     signal: str | None = None  # which signal carried it: visual (frames) or speech (subtitles)
+    clip_url: str | None = None  # the API's link to the span as an MP4 (signed when reads are private)
 
 
 @dataclass(frozen=True)
@@ -501,8 +502,12 @@ class ApiClient:
             moments=tuple(self._moment(m) for m in data["moments"]),
         )
 
-    def clip_url(self, video_id: str, start: float, end: float) -> str:
-        """Where the browser downloads a moment as its own MP4 (GET /media/{id}/clip)."""
+    def clip_url(self, video_id: str, start: float, end: float, signed: str | None = None) -> str:
+        """Where the browser downloads a moment as its own MP4 (GET /media/{id}/clip): the API's
+        own link when it gave one (``MomentHit.clip_url``, signed when reads are private, for the
+        browser cannot send the key), else built here (an API that predates it; reads open)."""
+        if signed:
+            return signed
         return f"{self.base_url}/media/{quote(video_id, safe='')}/clip?start={start:g}&end={end:g}"
 
     # operations
@@ -654,6 +659,7 @@ class ApiClient:
             best_t=d.get("best_t"),
             thumbnail_url=self._url(d.get("thumbnail_url")),
             signal=d.get("signal"),
+            clip_url=self._url(d.get("clip_url")),
         )
 
 

@@ -200,7 +200,7 @@ def _moment_card(api: ApiClient, video: VideoGroup, index: int, moment: MomentHi
         on_click=_choose,
         args=(video, index),
     )
-    st.link_button("Clip", api.clip_url(video.video_id, moment.start, moment.end), icon=":material/download:")
+    st.link_button("Clip", api.clip_url(video.video_id, moment.start, moment.end, moment.clip_url), icon=":material/download:")
 
 
 def _choice_key(video: VideoGroup) -> str:
