@@ -4,17 +4,27 @@ AppTest checks what the scripts emit; only a browser shows that the page really 
 Streamlit front end loads, the query box takes input, and the thumbnails (fetched by the
 browser straight from the API) decode into pictures. A plain ``chromium --screenshot`` would
 capture Streamlit's loading skeleton, so the test drives the page and waits for the images.
+The last tests do it again against a private API (protected reads), whose media URLs the
+browser can only load because they are signed.
 """
 
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 
+from ingest.jobs import run_ingest
+from search.api import create_app
+from search.embedder import Embedder
+from search.services import IngestRequest
 from tests import ui_live
+from tests._ingest_support import SharedModelServices, base_settings, make_image, make_video
 
 pytestmark = pytest.mark.slow
 
@@ -99,3 +109,69 @@ def test_the_moment_player_starts_at_the_moment(page, ui_url: str, tmp_path: Pat
     page.screenshot(path=str(tmp_path / "moments.png"), full_page=True)
     assert player.evaluate("(v) => v.duration") > 0
     assert abs(current - start) <= 1.0, (current, caption)
+
+
+# --- a private API: the browser loads media through signed URLs ---------------------------------------
+
+KEY = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def private_ui_url(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[str]:
+    """A few pictures and a video behind an API with protected reads (uvicorn in this process),
+    and the UI started as ``mmsearch serve`` starts it, with the key."""
+    root = tmp_path_factory.mktemp("private")
+    for colour in ("red", "green", "blue", "yellow"):
+        make_image(root / "media" / f"img_{colour}.png", colour, size=(160, 120))
+    make_video(root / "media" / "colours.mp4", ["green", "yellow", "green"], seconds_each=2.0)
+    settings = base_settings(root / "data", api={"api_key": KEY, "protect_reads": True})
+    services = SharedModelServices(settings, embedder)
+    run_ingest(services, IngestRequest(paths=(str(root / "media"),)))
+    port = ui_live.free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, services=services), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        with ui_live.live_ui(f"http://127.0.0.1:{port}", root, api_key=KEY) as url:
+            yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        services.close()
+
+
+def test_with_protected_reads_the_browser_renders_signed_thumbnails(page, private_ui_url: str, tmp_path: Path) -> None:
+    page.goto(private_ui_url, wait_until="domcontentloaded")
+    box = page.get_by_label("Query")
+    box.wait_for(timeout=60_000)
+    box.fill("red")
+    box.press("Enter")
+    page.wait_for_function(ALL_RENDERED, arg=[RESULT_IMAGES, 2], timeout=60_000)
+    page.wait_for_timeout(1_000)
+    page.wait_for_function(ALL_RENDERED, arg=[RESULT_IMAGES, 2], timeout=60_000)
+    sources = page.eval_on_selector_all(RESULT_IMAGES, "images => images.map((i) => i.src)")
+    page.screenshot(path=str(tmp_path / "private-results.png"), full_page=True)
+    assert sources and all("/thumbnail?" in src and "sig=" in src and KEY not in src for src in sources), sources
+    assert page.locator("text=Traceback").count() == 0
+
+
+def test_with_protected_reads_the_browser_plays_a_signed_video(page, private_ui_url: str, tmp_path: Path) -> None:
+    page.goto(f"{private_ui_url}/pages_moments", wait_until="domcontentloaded")
+    box = page.get_by_label("Describe the moment")
+    box.wait_for(timeout=60_000)
+    box.fill("yellow")
+    box.press("Enter")
+    page.wait_for_function(ALL_RENDERED, arg=['[class*="st-key-moments"] img', 1], timeout=60_000)
+    player = page.locator("video").first
+    player.wait_for(timeout=30_000)
+    page.wait_for_function("() => { const v = document.querySelector('video'); return v && v.readyState >= 1; }", timeout=30_000)
+    page.screenshot(path=str(tmp_path / "private-moments.png"), full_page=True)
+    assert player.evaluate("(v) => v.duration") > 0
+    assert "sig=" in player.evaluate("(v) => v.currentSrc")
+    clip = page.get_by_role("link", name="Clip").first.get_attribute("href") or ""
+    assert "/clip?" in clip and "sig=" in clip

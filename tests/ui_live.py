@@ -189,13 +189,13 @@ def stop(process: subprocess.Popen, grace: float = 15.0) -> int | None:
 
 
 @contextmanager
-def live_ui(api_url: str, log_dir: Path) -> Iterator[str]:
+def live_ui(api_url: str, log_dir: Path, api_key: str | None = None) -> Iterator[str]:
     """The UI as ``mmsearch serve --ui`` starts it (``start_ui``), against ``api_url``."""
     from mmsearch.serve import start_ui
 
     port = free_port()
     log_path = log_dir / "ui.log"
-    process = start_ui(api_url, port, log_path=log_path)
+    process = start_ui(api_url, port, log_path=log_path, api_key=api_key)
     try:
         wait_ready(process, f"http://127.0.0.1:{port}/_stcore/health", 90.0, log_path)
         yield f"http://127.0.0.1:{port}"
