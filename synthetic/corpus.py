@@ -7,7 +7,9 @@ truth.json layout (paths relative to the corpus folder)::
      "held_out": [["red", "triangle"], ...],
      "images":   [{"path", "width", "height", "format", "caption", "held_out", "scene": {...}}],
      "videos":   [{"path", "duration", "fps", "width", "height", "background_changes": [...],
-                   "moments": [{"colour", "shape", "start", "end", "position", "size", "held_out"}]}],
+                   "moments": [{"colour", "shape", "start", "end", "position", "size", "held_out"}],
+                   "subtitles": "videos/vid_000.srt" or null,
+                   "cues": [{"start", "end", "text", "kind", "colour", "shape"}]}],
      "products": {"csv", "manifest", "products": [{"id", "title", "category", "brand", "price",
                    "colour", "shape", "accent", "images": [...]}],
                   "near_duplicates": [{"path", "original", "product_id"}]}}
@@ -39,15 +41,18 @@ def generate_corpus(
     n_products: int = 40,
     image_size: int = 256,
     video_size: int = 160,
+    subtitles: bool = False,
 ) -> CorpusTruth:
-    """Write images/, videos/, products/ and truth.json under ``out_dir``; return the truth."""
+    """Write images/, videos/, products/ and truth.json under ``out_dir``; return the truth.
+    ``subtitles``: the videos get sidecar ``.srt`` files and cuts at some appearances
+    (``synthetic.video.generate_videos``)."""
     root = Path(out_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     truth = CorpusTruth(
         root=root,
         seed=seed,
         images=tuple(describe_some(generate_images(root / "images", n_images, seed, image_size))),
-        videos=tuple(generate_videos(root / "videos", n_videos, seed, size=video_size)),
+        videos=tuple(generate_videos(root / "videos", n_videos, seed, size=video_size, subtitles=subtitles)),
         products=generate_products(root / "products", n_products, seed, image_size) if n_products else None,
     )
     write_truth(truth)

@@ -68,6 +68,44 @@ class VideoMoment:
         return self.start <= t < self.end
 
 
+CUE_KINDS = ("describes", "mentions", "chatter")
+
+
+@dataclass(frozen=True)
+class VideoCue:
+    """One subtitle cue of a video's sidecar ``.srt``, and what it says about the pictures.
+
+    ``describes``: it names the appearance on screen while it runs ("a red star appears", timed
+    over the appearance); ``mentions``: it names a colour-shape pair the video never shows;
+    ``chatter``: it names no pair at all.
+    """
+
+    start: float
+    end: float
+    text: str
+    kind: str  # one of CUE_KINDS
+    colour: str | None = None  # the pair it names (describes, mentions)
+    shape: str | None = None
+
+    @property
+    def pair(self) -> tuple[str, str] | None:
+        return (self.colour, self.shape) if self.colour and self.shape else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "kind": self.kind,
+            "colour": self.colour,
+            "shape": self.shape,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VideoCue:
+        return cls(d["start"], d["end"], d["text"], d["kind"], d.get("colour"), d.get("shape"))
+
+
 @dataclass(frozen=True)
 class VideoTruth:
     path: Path
@@ -77,6 +115,8 @@ class VideoTruth:
     height: int
     moments: tuple[VideoMoment, ...]
     background_changes: tuple[float, ...]  # times (s) at which the background switches
+    cues: tuple[VideoCue, ...] = ()  # what its sidecar subtitles say, in time order
+    subtitles: Path | None = None  # the sidecar .srt holding ``cues``; None: the video has none
 
     def moments_at(self, t: float) -> list[VideoMoment]:
         return [m for m in self.moments if m.contains(t)]
@@ -90,6 +130,8 @@ class VideoTruth:
             "height": self.height,
             "background_changes": list(self.background_changes),
             "moments": [m.__dict__ | {"held_out": m.pair in HELD_OUT} for m in self.moments],
+            "subtitles": _rel(self.subtitles, root) if self.subtitles is not None else None,
+            "cues": [c.to_dict() for c in self.cues],
         }
 
     @classmethod
@@ -98,7 +140,15 @@ class VideoTruth:
             VideoMoment(m["colour"], m["shape"], m["start"], m["end"], m["position"], m["size"]) for m in d["moments"]
         )
         return cls(
-            root / d["path"], d["duration"], d["fps"], d["width"], d["height"], moments, tuple(d.get("background_changes", ()))
+            root / d["path"],
+            d["duration"],
+            d["fps"],
+            d["width"],
+            d["height"],
+            moments,
+            tuple(d.get("background_changes", ())),
+            tuple(VideoCue.from_dict(c) for c in d.get("cues", ())),  # truth files older than subtitles have none
+            root / d["subtitles"] if d.get("subtitles") else None,
         )
 
 

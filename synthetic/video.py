@@ -5,6 +5,11 @@ video) is on screen from ``start`` to ``end`` and drifts slowly; between appeara
 background is visible. The background switches at its own times, independent of the objects, so
 a background change is never a cue for an object change. The returned moments are the truth for
 video moment retrieval.
+
+Opt-in extras for the video benchmark: ``aligned_cuts`` also puts a cut (background switch) at
+the start of about half the appearances and the end of some, so snapping moment bounds to cuts
+has something to find (other cuts stay where they fall); ``subtitles`` writes a sidecar
+``.srt`` beside each video (``synthetic.subtitles``).
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import numpy as np
 from synthetic.images import item_rng
 from synthetic.render import render_background, render_scene
 from synthetic.scene import Background, ObjectSpec, Scene, sample_background, sample_object
+from synthetic.subtitles import add_subtitles
 from synthetic.truth import VideoMoment, VideoTruth
 from synthetic.vocab import ALL_PAIRS, POSITIONS
 
 _STREAM_VIDEOS = 2
+_STREAM_CUTS = 6
+CUT_CLEARANCE = 1.5  # seconds: a drawn cut this close to an aligned one is dropped
 DRIFT = 0.05  # how far (fraction of the frame) an object moves while on screen
 
 
@@ -46,6 +54,22 @@ def _plan_backgrounds(rng: np.random.Generator, duration: float) -> list[tuple[f
         changes.append((round(t, 3), sample_background(rng)))
         t += float(rng.uniform(4.0, 9.0))
     return changes
+
+
+def _align_cuts(
+    rng: np.random.Generator, plans, backgrounds: list[tuple[float, Background]], duration: float
+) -> list[tuple[float, Background]]:
+    """Cuts at the start of about half the appearances and the end of a quarter; drawn cuts
+    closer than ``CUT_CLEARANCE`` to one of these go, so every cut stays a clean shot change."""
+    aligned: set[float] = set()
+    for _, start, end, _ in plans:
+        if rng.random() < 0.5:
+            aligned.add(start)
+        if rng.random() < 0.25 and end < duration - 1.0:
+            aligned.add(end)
+    kept = [(t, b) for t, b in backgrounds[1:] if all(abs(t - a) >= CUT_CLEARANCE for a in aligned)]
+    added = [(t, sample_background(rng)) for t in sorted(aligned)]
+    return [backgrounds[0], *sorted(kept + added, key=lambda tb: tb[0])]
 
 
 def _frame_scene(t: float, plans, backgrounds, noise_seed: int) -> Scene:
@@ -76,7 +100,13 @@ def write_video(path: Path, frames, fps: int, width: int, height: int, crf: int 
 
 
 def generate_video(
-    path: Path, seed: int, index: int, duration: float | None = None, fps: int = 12, size: int = 160
+    path: Path,
+    seed: int,
+    index: int,
+    duration: float | None = None,
+    fps: int = 12,
+    size: int = 160,
+    aligned_cuts: bool = False,
 ) -> VideoTruth:
     """One video; ``duration`` defaults to a draw between 20 and 40 seconds."""
     if size % 2:
@@ -87,6 +117,8 @@ def generate_video(
         raise ValueError("videos must be at least 6 seconds long to hold an appearance")
     plans = _plan_appearances(rng, duration)
     backgrounds = _plan_backgrounds(rng, duration)
+    if aligned_cuts:  # its own generator: the video's other draws stay as they are
+        backgrounds = _align_cuts(item_rng(seed, _STREAM_CUTS, index), plans, backgrounds, duration)
     n_frames = int(round(duration * fps))
     noise_base = int(rng.integers(0, 2**31 - 1 - n_frames))
     cache: dict[int, np.ndarray] = {}  # one background array per shot, keyed by the Background's id
@@ -107,10 +139,18 @@ def generate_video(
 
 
 def generate_videos(
-    out_dir: Path | str, n: int, seed: int, fps: int = 12, size: int = 160, duration: float | None = None
+    out_dir: Path | str,
+    n: int,
+    seed: int,
+    fps: int = 12,
+    size: int = 160,
+    duration: float | None = None,
+    subtitles: bool = False,
 ) -> list[VideoTruth]:
-    """Write ``n`` MP4 videos (20-40 s unless ``duration`` is given) to ``out_dir``."""
+    """Write ``n`` MP4 videos (20-40 s unless ``duration`` is given) to ``out_dir``; with
+    ``subtitles``, each also gets a sidecar ``.srt`` and cuts aligned with some appearances."""
     if n < 0:
         raise ValueError("n must be >= 0")
     out = Path(out_dir)
-    return [generate_video(out / f"vid_{i:03d}.mp4", seed, i, duration, fps, size) for i in range(n)]
+    truths = [generate_video(out / f"vid_{i:03d}.mp4", seed, i, duration, fps, size, aligned_cuts=subtitles) for i in range(n)]
+    return add_subtitles(truths, seed) if subtitles else truths

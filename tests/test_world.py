@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from search.media.subtitles import read_subtitles
 from synthetic import generate_corpus, generate_images, generate_products, generate_videos, load_truth
 from synthetic.captions import canonical_caption, sample_caption
 from synthetic.pool import TrainingPool
 from synthetic.render import render_scene
 from synthetic.scene import Background, ObjectSpec, Scene, sample_scene, sample_training_scene
-from synthetic.vocab import COLOURS, HELD_OUT, SEEN_PAIRS, SHAPES, colour, shape
+from synthetic.truth import VideoTruth
+from synthetic.vocab import COLOUR_NAMES, COLOURS, HELD_OUT, SEEN_PAIRS, SHAPE_NAMES, SHAPES, colour, shape
 
 
 def _bytes(truths):
@@ -124,6 +126,51 @@ def test_videos_decode_with_their_duration_and_moments_where_objects_are(tmp_pat
         before = [i for i in range(len(frames)) if not truth.moments_at(i / truth.fps)]
         assert before, "the video should have object-free stretches"
         assert _colour_pixels(frames[before[0]], moment.colour) < 5, moment
+
+
+def test_subtitled_videos_say_some_appearances_mention_unshown_pairs_and_leave_others_unsaid(tmp_path):
+    truths = generate_videos(tmp_path, 3, seed=4, fps=6, size=64, duration=24.0, subtitles=True)
+    shown = {m.pair for t in truths for m in t.moments}
+    kinds = {c.kind for t in truths for c in t.cues}
+    assert kinds == {"describes", "mentions", "chatter"}
+    unsaid = [m for t in truths for m in t.moments if not any(c.pair == m.pair for c in t.cues)]
+    assert unsaid, "some appearances are never mentioned"
+    for truth in truths:
+        assert truth.subtitles == truth.path.with_suffix(".srt") and truth.subtitles.is_file()
+        parsed = read_subtitles(truth.path, embedded=False)  # the parser ingest uses
+        assert parsed.problems == ()
+        assert [(c.start, c.end, c.text) for c in parsed.cues] == [(c.start, c.end, c.text) for c in truth.cues]
+        for a, b in zip(truth.cues, truth.cues[1:]):
+            assert a.end <= b.start  # cues never overlap
+        for cue in truth.cues:
+            if cue.kind == "describes":  # timed over an appearance of the pair it names
+                assert any((m.pair, m.start, m.end) == (cue.pair, cue.start, cue.end) for m in truth.moments)
+                assert f"{cue.colour} {cue.shape}" in cue.text
+            elif cue.kind == "mentions":
+                assert cue.pair not in shown and f"{cue.colour} {cue.shape}" in cue.text
+            else:
+                assert cue.pair is None and not _mentions(cue.text, COLOUR_NAMES + SHAPE_NAMES)
+    starts = {m.start for t in truths for m in t.moments}
+    assert starts & {c for t in truths for c in t.background_changes}, "some appearances start on a cut"
+    again = generate_videos(tmp_path / "again", 3, seed=4, fps=6, size=64, duration=24.0, subtitles=True)
+    assert [t.subtitles.read_bytes() for t in again] == [t.subtitles.read_bytes() for t in truths]
+
+
+def test_videos_have_no_subtitles_unless_asked(tmp_path):
+    (truth,) = generate_videos(tmp_path, 1, seed=4, fps=6, size=64, duration=10.0)
+    assert truth.cues == () and truth.subtitles is None and not list(tmp_path.glob("*.srt"))
+
+
+def test_video_cues_round_trip_through_truth_json_and_older_truths_still_load(tmp_path):
+    truth = generate_corpus(
+        tmp_path / "c", seed=8, n_images=2, n_videos=2, n_products=0, image_size=64, video_size=64, subtitles=True
+    )
+    loaded = load_truth(tmp_path / "c")
+    assert loaded.videos == truth.videos and all(v.cues for v in loaded.videos)
+    old = truth.videos[0].to_dict(truth.root)
+    del old["cues"], old["subtitles"]  # a truth.json written before videos had subtitles
+    restored = VideoTruth.from_dict(old, truth.root)
+    assert restored.cues == () and restored.subtitles is None and restored.moments == truth.videos[0].moments
 
 
 def test_products_have_manifests_several_photos_and_near_duplicates(tmp_path):
