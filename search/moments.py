@@ -43,6 +43,7 @@ class FrameScore:
     score: float
     point_id: str = ""
     signal: str = "visual"  # what scored it: visual (a frame), speech (a cue) — fused curves mix both
+    cue: tuple[float, float] | None = None  # speech: the start and end of the cue that scored this instant
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,10 @@ def refine(
     Overlapping windows can bridge a short gap between two scenes (a window holding the end of
     one and the start of the next pools high), so the frames decide the edges: a weak frame
     between strong ones ends a run. Each run scores the best window overlapping it, and keeps
-    its best frame for the thumbnail.
+    its best frame for the thumbnail. A run of speech instants is its cues instead: it spans
+    them exactly and scores the best one's relevance (a cue is one piece of evidence, however
+    many instants it covers, so a short cue saying every word is not outscored by a longer one
+    saying fewer).
     """
     inside = sorted((f for f in frames if span.start <= f.t < span.end), key=lambda f: f.t)
     if not inside:
@@ -208,6 +212,10 @@ def _strong_runs(frames: Sequence[FrameScore], cut: float) -> list[list[FrameSco
 
 def _run_moment(run: Sequence[FrameScore], span: WindowScore, params: MomentParams, windows: Sequence[WindowScore]) -> Moment:
     best = max(run, key=lambda f: f.score)
+    cues = [f.cue for f in run if f.cue is not None]
+    if len(cues) == len(run):  # speech: the moment is its cues, their bounds and the best one's relevance
+        start, end = min(c[0] for c in cues), max(c[1] for c in cues)
+        return Moment(span.video_id, start, end, best.score, best.t, best.point_id, best.signal)
     start = run[0].t
     end = max(min(run[-1].t + params.frame_step, span.end), start)
     overlapping = [w.score for w in windows if w.start < end and w.end > start]
@@ -263,7 +271,7 @@ def score_floor(scores: Iterable[float]) -> float:
 
 SIGNALS = ("visual", "speech", "both")
 SPEECH_DENSE_WEIGHT = 0.5  # a cue's relevance: its normalised dense similarity times this, plus
-SPEECH_WORDS_WEIGHT = 1.5  # the share of the query's words it says times this (see speech_frames)
+SPEECH_WORDS_WEIGHT = 1.5  # the squared share of the query's words it says times this (see speech_frames)
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORDS = frozenset({"a", "an", "the", "of", "in", "on", "at", "to", "and", "or", "is", "are", "was", "were", "be", "it"})
 
@@ -309,25 +317,31 @@ def speech_frames(cues: Sequence[CueScore], words: set[str], step: float) -> lis
     relevance, the best cue's where several overlap.
 
     Relevance is ``SPEECH_DENSE_WEIGHT`` x its dense score rescaled over the candidates plus
-    ``SPEECH_WORDS_WEIGHT`` x the share of the query's words it says. Visual scores are
-    rescaled to 0..1, so a cue saying every word of the query outranks any frame (saying the
-    words is the stronger evidence: the best frame is only the best of what was seen), half
-    the words competes with the best frame, and a cue that is merely close in meaning (at most
-    0.5) can never outrank the best-looking instant.
+    ``SPEECH_WORDS_WEIGHT`` x the square of the share of the query's words it says. Visual
+    scores are rescaled to 0..1, so a cue saying every word of the query outranks any frame
+    (saying the words is the stronger evidence: the best frame is only the best of what was
+    seen), most of the words competes with the best frame, and half the words or fewer, or a
+    cue merely close in meaning (at most 0.5), never outranks the best-looking instant: a cue
+    saying "red" is no evidence of the red star a frame shows (bench/quality.py's shown-only
+    queries, which a linear share let such cues win).
 
     Instants are multiples of ``step`` (the frame sampling step), so a fused curve lines up
-    with the frames; a cue shorter than a step still marks the instant it starts in.
+    with the frames: a cue marks the instants it covers (``start <= t < end``), as a frame
+    shows its instant; a cue between two instants marks the one it starts in.
     """
     low, span = _minmax([c.score for c in cues])
     best: dict[tuple[str, float], FrameScore] = {}
     for cue in cues:
-        relevance = SPEECH_DENSE_WEIGHT * (cue.score - low) / span + SPEECH_WORDS_WEIGHT * keyword_overlap(words, cue.text)
-        first = math.floor(cue.start / step + 1e-6)
-        last = max(first, math.ceil(cue.end / step - 1e-6) - 1)
+        said = keyword_overlap(words, cue.text)
+        relevance = SPEECH_DENSE_WEIGHT * (cue.score - low) / span + SPEECH_WORDS_WEIGHT * said * said
+        first = math.ceil(cue.start / step - 1e-6)
+        last = math.ceil(cue.end / step - 1e-6) - 1
+        if last < first:  # no instant inside the cue
+            first = last = math.floor(cue.start / step + 1e-6)
         for i in range(first, last + 1):
             key = (cue.video_id, round(i * step, 3))
             if key not in best or best[key].score < relevance:
-                best[key] = FrameScore(cue.video_id, key[1], relevance, cue.point_id, "speech")
+                best[key] = FrameScore(cue.video_id, key[1], relevance, cue.point_id, "speech", (cue.start, cue.end))
     return list(best.values())
 
 
@@ -344,7 +358,7 @@ def fuse_signals(visual: Sequence[FrameScore], speech: Sequence[FrameScore], ste
         if other is None or frame.score >= other.score:
             fused[key] = frame
         else:  # speech wins here, at the frame's own time (and with its thumbnail)
-            fused[key] = FrameScore(frame.video_id, frame.t, other.score, frame.point_id, "speech")
+            fused[key] = FrameScore(frame.video_id, frame.t, other.score, frame.point_id, "speech", other.cue)
     return list(fused.values())
 
 

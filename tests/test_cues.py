@@ -11,11 +11,22 @@ from ingest.jobs import run_ingest
 from search.engine import search
 from search.engine.request import SearchRequest
 from search.errors import BadQuery
-from search.moments import CueScore, FrameScore, fuse_signals, keyword_overlap, query_words, speech_frames
+from search.moments import (
+    CueScore,
+    FrameScore,
+    MomentParams,
+    fuse_signals,
+    keyword_overlap,
+    query_words,
+    speech_frames,
+    topk_windows,
+    video_moments,
+)
 from search.payload import KIND, CuePayload
 from search.query import TextTerm
 from search.services import IngestRequest, Services
 from search.store import Filter, Match
+from synthetic import generate_videos
 from tests._ingest_support import make_video
 
 FFMPEG = "/usr/bin/ffmpeg"
@@ -93,3 +104,29 @@ def test_speech_scores_lie_on_the_frame_grid_and_the_stronger_signal_wins_each_i
     fused = {f.t: (f.signal, f.score, f.point_id) for f in fuse_signals(visual, speech, 1.0)}
     assert fused == {2.0: ("speech", 2.0, ""), 3.0: ("speech", 2.0, "f3"), 6.0: ("visual", 0.8, "f6")}
     assert keyword_overlap(query_words("The red car"), "a RED bus") == 0.5
+
+
+def test_a_world_video_is_found_by_what_its_subtitles_say_and_by_what_it_shows(services: Services, tmp_path: Path) -> None:
+    (truth,) = generate_videos(tmp_path / "media", 1, seed=0, fps=6, size=64, duration=16.0, subtitles=True)
+    run_ingest(services, IngestRequest(paths=[str(tmp_path / "media")]))
+    said = next(c for c in truth.cues if c.kind == "mentions")  # a pair the video never shows
+    (top,) = _moments(services, said.text, "speech")[:1]
+    assert (top.start, top.end, top.signal) == (said.start, said.end, "speech")
+    described = next(c for c in truth.cues if c.kind == "describes")
+    for signal in ("speech", "both"):
+        top = _moments(services, f"a {described.colour} {described.shape}", signal)[0]
+        assert (top.start, top.end) == (described.start, described.end)
+    unsaid = next(m for m in truth.moments if not any(c.pair == m.pair for c in truth.cues))
+    top = _moments(services, f"a {unsaid.colour} {unsaid.shape}", "both")[0]
+    assert top.signal == "visual" and top.start < unsaid.end and unsaid.start < top.end
+
+
+def test_a_cue_saying_half_the_words_never_outranks_the_best_frame_and_a_speech_moment_is_its_cue() -> None:
+    cues = [CueScore("v", 1.856, 6.807, 0.9, "a red circle appears"), CueScore("v", 12.25, 14.5, 0.2, "look, a red star")]
+    speech = sorted(speech_frames(cues, query_words("a red star"), step=1.0), key=lambda f: f.t)
+    assert [f.t for f in speech] == [2.0, 3.0, 4.0, 5.0, 6.0, 13.0, 14.0]  # the instants each cue covers
+    assert max(f.score for f in speech if f.t < 10) < 1.0  # "red" alone: below any best frame (1 after rescaling)
+    params = MomentParams(k=3)
+    windows = topk_windows(speech, 16.0, params, 0.0)
+    best = video_moments(windows, speech, params, 0.0, 0.0)[0]
+    assert (best.start, best.end, best.score) == (12.25, 14.5, 1.5)  # the cue's own bounds and relevance
