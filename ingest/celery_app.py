@@ -79,4 +79,3 @@ def _direct_queue(name: str) -> Queue:
     """A queue bound to its own direct exchange by its own name: a bare ``Queue(name)`` is bound to
     the default queue's exchange and key by Celery, so every queue would share the ``cpu`` binding."""
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
-

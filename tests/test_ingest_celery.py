@@ -136,7 +136,9 @@ def test_a_killed_gpu_worker_s_work_resumes_within_a_minute_with_default_setting
     the task it held comes back by itself and the job completes within 60 s of the kill."""
     folder = tmp_path / "many"
     colours = ["red", "green", "blue", "yellow"]
-    images = [make_image(folder / f"img_{i:02d}.jpg", colours[i % 4], (96 + i, 72)) for i in range(24)]
+    # Enough two-photo tasks that the job is far from done when the kill lands (24 photos were
+    # once all indexed in the half second between the check and the kill).
+    images = [make_image(folder / f"img_{i:03d}.jpg", colours[i % 4], (96 + i, 72)) for i in range(96)]
     settings = distributed_settings(tmp_path / "data", catalog_url, task_batch_items=2)
     assert "visibility_timeout" not in settings.ingest.model_fields_set, "the defaults are what is under test"
     catalog = Catalog.open(catalog_url)
@@ -147,7 +149,6 @@ def test_a_killed_gpu_worker_s_work_resumes_within_a_minute_with_default_setting
             first.wait_ready()
             dispatch_job(Services(settings), job.id)
             _wait_until(lambda: catalog.get_job(job.id).indexed >= 4, 180, first)
-            time.sleep(0.5)  # into the next batch, so the kill lands while a task is held
         finally:
             at_kill = catalog.get_job(job.id)
             first.kill()
