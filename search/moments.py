@@ -192,14 +192,19 @@ def refine(
     if not inside:
         return [Moment(span.video_id, span.start, span.end, span.score)]
     cut = high_threshold(max(f.score for f in inside), floor, params.high_fraction)
-    return [_run_moment(run, span, params, windows) for run in _strong_runs(inside, cut)]
+    return [_run_moment(run, span, params, windows) for run in _strong_runs(inside, cut, params.frame_step)]
 
 
-def _strong_runs(frames: Sequence[FrameScore], cut: float) -> list[list[FrameScore]]:
-    """Consecutive (in time) frames scoring at least ``cut``; a weaker frame splits runs."""
+def _strong_runs(frames: Sequence[FrameScore], cut: float, step: float) -> list[list[FrameScore]]:
+    """Consecutive (in time) frames scoring at least ``cut``; a weaker frame splits runs, and so
+    does a missing one (more than a step between two scores): a frame the store did not return
+    scores at most the floor, an instant no cue covers has nothing said."""
     runs: list[list[FrameScore]] = []
     current: list[FrameScore] = []
     for frame in frames:
+        if current and frame.t - current[-1].t > 1.5 * step:
+            runs.append(current)
+            current = []
         if frame.score >= cut:
             current.append(frame)
         elif current:

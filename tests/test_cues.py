@@ -130,3 +130,11 @@ def test_a_cue_saying_half_the_words_never_outranks_the_best_frame_and_a_speech_
     windows = topk_windows(speech, 16.0, params, 0.0)
     best = video_moments(windows, speech, params, 0.0, 0.0)[0]
     assert (best.start, best.end, best.score) == (12.25, 14.5, 1.5)  # the cue's own bounds and relevance
+
+
+def test_two_cues_with_silence_between_them_are_two_moments() -> None:
+    cues = [CueScore("v", 3.0, 5.0, 0.9, "a red star appears"), CueScore("v", 5.6, 8.0, 0.9, "look, a red star")]
+    speech = speech_frames(cues, query_words("a red star"), step=1.0)
+    params = MomentParams(k=3)
+    found = video_moments(topk_windows(speech, 12.0, params, 0.0), speech, params, 0.0, 0.0)
+    assert sorted((m.start, m.end) for m in found) == [(3.0, 5.0), (5.6, 8.0)]
