@@ -16,7 +16,25 @@ the world's ground truth:
 - ``moment_r1_iou50``: share of moment queries whose top moment is in a video showing the pair
   and overlaps its on-screen interval with IoU >= 0.5;
 - ``video_r1_mean`` / ``video_r1_topk``: share of video queries whose top video shows the pair,
-  with whole-video mean pooling vs top-k pooling of frame scores;
+  with whole-video mean pooling vs top-k pooling of frame scores. These two are frames only
+  (``signal="visual"``), as they were before the world's videos had subtitles;
+- ``vm_{family}_{metric}_{signal}``: moment retrieval by what is seen and said. The world's
+  videos carry sidecar subtitles (``synthetic.subtitles``): cues describing some appearances,
+  cues mentioning pairs no video shows, chatter; other appearances are never mentioned, and
+  some appearances start or end on a cut (background switch). Query families: ``shown_said``
+  ("a red star" for a pair whose appearances are described; truth: every appearance of it),
+  ``shown_only`` (a pair on screen, never mentioned), ``said_only`` (a mentioning cue's own
+  words; truth: that cue's span). Each is asked with ``signal`` visual, speech and both
+  (fused), through ``search.engine.search`` and ``video_saliency`` as the API does. Metrics:
+  ``r1_50`` / ``r1_70`` (top-1 moment in a right video with IoU >= 0.5 / 0.7 with a truth
+  span), ``map`` (mAP@0.5 over the ten best moments, QVHighlights style: a moment counts if
+  its IoU with a truth span no better-ranked moment matched reaches 0.5; interpolated AP),
+  ``hit1`` (saliency HIT@1: the highest instant of the video's saliency curve for that
+  signal lies in a truth span; per query and video holding an answer), and ``berr_snap`` /
+  ``berr_nosnap`` (the top moment's mean absolute start and end error in seconds against
+  the truth span it overlaps most, with ``search.snap_tolerance`` as set and at 0). Fused
+  must score at least the better single signal on every family (``vm_fused_at_least_best``);
+  ``vm_shot_recall`` is the share of the world's cuts ingest found within 0.1 s;
 - ``t2i_p10_*_hybrid``: the text->image queries again in hybrid mode (visual similarity fused
   with BM25 keyword relevance; a third of the JPEG photos carry their caption as an EXIF
   description): hybrid ranking must lose nothing on purely visual queries. The figures above
@@ -32,8 +50,8 @@ photos can still score 1; at 2,000 photos every pair has about 40 and this is pl
 small ``--quick`` gallery it also demands recall, so quick figures run lower and are not the
 numbers to compare with targets. Usage::
 
-    python bench/quality.py                        # 2,000 photos, 20 videos (about 2 min on 2 busy cores)
-    python bench/quality.py --quick                # 400 photos, 6 videos (under a minute): proves it runs
+    python bench/quality.py                        # 2,000 photos, 20 videos (a few minutes on 2 busy cores)
+    python bench/quality.py --quick                # 400 photos, 6 videos (about a minute): proves it runs
     python bench/quality.py --model /tmp/run/best  # any model spec, e.g. a fresh training checkpoint
     python bench/quality.py --data /tmp/qworld     # keep the world (re-used by the next run) and the index
 
@@ -61,7 +79,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ingest.jobs import run_ingest
 from search.engine import FilterSpec, SearchRequest, SearchResults, search, similar
+from search.engine.saliency import video_saliency
 from search.errors import MMSearchError
+from search.moments import Moment
 from search.payload import Payload, parse_payload
 from search.query import IdTerm, TextTerm
 from search.services import IngestRequest, Services
@@ -179,10 +199,13 @@ def build_world(folder: Path, config: Config) -> CorpusTruth:
     truth_file = folder / TRUTH_FILE
     if truth_file.is_file():
         data = json.loads(truth_file.read_text(encoding="utf-8"))
-        if data.get("seed") == config.seed and data.get("counts") == _counts(config):
+        subtitled = all(v.get("subtitles") for v in data.get("videos", ()))  # worlds rendered before subtitles have none
+        if data.get("seed") == config.seed and data.get("counts") == _counts(config) and subtitled:
             return load_truth(folder)
     shutil.rmtree(folder, ignore_errors=True)  # files of a bigger earlier world would be unlabelled distractors
-    return generate_corpus(folder, seed=config.seed, n_images=config.images, n_videos=config.videos, n_products=config.products)
+    return generate_corpus(
+        folder, seed=config.seed, n_images=config.images, n_videos=config.videos, n_products=config.products, subtitles=True
+    )
 
 
 def _counts(config: Config) -> dict[str, int]:
@@ -285,11 +308,14 @@ def arithmetic(services: Services, gallery: Gallery, queries: list[Photo], rng: 
 
 
 def moments(services: Services, videos: Sequence[VideoTruth]) -> dict[str, float]:
-    """Each on-screen appearance is one query; the top moment must overlap one of the pair's."""
+    """Each on-screen appearance is one query; the top moment must overlap one of the pair's.
+    Frames only (``signal="visual"``), as before the world had subtitles: ``video_moments``
+    measures the signals."""
     by_path = {str(v.path.resolve()): v for v in videos}
     correct = []
     for pair in (m.pair for v in videos for m in v.moments):
-        items = search(services, SearchRequest(terms=(TextTerm(pair_prompt(pair)),), target="moments", limit=1)).items
+        request = SearchRequest(terms=(TextTerm(pair_prompt(pair)),), target="moments", limit=1, signal="visual")
+        items = search(services, request).items
         found = items[0].moment if items else None
         shown = by_path.get(_path_of(items[0].payload)) if items else None
         spans = [(m.start, m.end) for m in shown.moments if m.pair == pair] if shown else []
@@ -305,11 +331,202 @@ def video_ranking(services: Services, videos: Sequence[VideoTruth]) -> dict[str,
     for pooling in ("mean", "topk"):
         correct = []
         for pair in pairs:
-            request = SearchRequest(terms=(TextTerm(pair_prompt(pair)),), target="videos", pooling=pooling, limit=1)
+            request = SearchRequest(
+                terms=(TextTerm(pair_prompt(pair)),), target="videos", pooling=pooling, limit=1, signal="visual"
+            )
             items = search(services, request).items
             correct.append(bool(items) and _path_of(items[0].payload) in showing[pair])
         out[f"video_r1_{pooling}"] = _mean(correct)
     return out
+
+
+# --- video moments by what is seen and said ------------------------------------------------------
+
+SIGNALS = ("visual", "speech", "both")
+FAMILIES = ("shown_said", "shown_only", "said_only")
+MOMENT_LIST = 10  # moments ranked per query for mAP (QVHighlights scores ten)
+Span = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class MomentQuery:
+    """A query and where it is answered: truth spans per video path."""
+
+    family: str  # shown_said | shown_only | said_only
+    text: str
+    spans: dict[str, tuple[Span, ...]]
+
+
+@dataclass(frozen=True)
+class MomentOutcome:
+    """What one moment query scored under one signal."""
+
+    r1_50: bool
+    r1_70: bool
+    ap: float
+    error: float | None  # mean |start| and |end| error (s) of the top moment against its truth span; None: no overlap
+    hits: tuple[bool, ...] = ()  # saliency HIT@1, per video with truth spans
+
+
+def moment_queries(videos: Sequence[VideoTruth]) -> list[MomentQuery]:
+    """Every pair on screen somewhere ("a red star"): shown_said if its appearances are described
+    by cues, shown_only if never mentioned; the truth is every appearance of the pair. Every
+    distinct cue naming a pair no video shows, by its own words (said_only): the truth is the
+    cue's time span."""
+    spans: dict[tuple[str, str], dict[str, list[Span]]] = {}
+    for video in videos:
+        for m in video.moments:
+            spans.setdefault(m.pair, {}).setdefault(str(video.path.resolve()), []).append((m.start, m.end))
+    described = {c.pair for v in videos for c in v.cues if c.kind == "describes"}
+    queries = [
+        MomentQuery("shown_said" if pair in described else "shown_only", pair_prompt(pair), _spans(spans[pair]))
+        for pair in sorted(spans)
+    ]
+    said: dict[str, dict[str, list[Span]]] = {}
+    for video in videos:
+        for c in video.cues:
+            if c.kind == "mentions":
+                said.setdefault(c.text, {}).setdefault(str(video.path.resolve()), []).append((c.start, c.end))
+    return queries + [MomentQuery("said_only", text, _spans(by_video)) for text, by_video in sorted(said.items())]
+
+
+def _spans(by_video: dict[str, list[Span]]) -> dict[str, tuple[Span, ...]]:
+    return {path: tuple(sorted(s)) for path, s in by_video.items()}
+
+
+def ranked_moments(services: Services, text: str, signal: str) -> list[tuple[str, Moment]]:
+    """The moment list the API returns for a text query under ``signal``, with each video's path."""
+    request = SearchRequest(terms=(TextTerm(text),), target="moments", limit=MOMENT_LIST, signal=signal)
+    return [(_path_of(i.payload), i.moment) for i in search(services, request).items if i.moment is not None]
+
+
+def average_precision(ranked: Sequence[tuple[str, Moment]], spans: dict[str, tuple[Span, ...]], threshold: float = 0.5) -> float:
+    """QVHighlights/ActivityNet AP: a moment is a true positive if its IoU with a truth span not
+    matched by a better-ranked moment reaches ``threshold``; precision interpolated over recall."""
+    total = sum(len(s) for s in spans.values())
+    matched: set[tuple[str, int]] = set()
+    tp = []
+    for path, m in ranked:
+        options = [(iou(m.start, m.end, *span), i) for i, span in enumerate(spans.get(path, ())) if (path, i) not in matched]
+        best = max(options, default=(0.0, -1))
+        if best[0] >= threshold:
+            matched.add((path, best[1]))
+        tp.append(best[0] >= threshold)
+    if not total or not tp:
+        return 0.0
+    hits = np.cumsum(tp)
+    precision = np.concatenate([[0.0], hits / np.arange(1, len(tp) + 1), [0.0]])
+    recall = np.concatenate([[0.0], hits / total, [1.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    steps = np.flatnonzero(recall[1:] != recall[:-1]) + 1
+    return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))
+
+
+def boundary_error(top: tuple[str, Moment] | None, spans: dict[str, tuple[Span, ...]]) -> float | None:
+    """Mean absolute start and end error (s) of the top moment against the truth span it overlaps most."""
+    if top is None:
+        return None
+    path, m = top
+    overlaps = [(iou(m.start, m.end, *span), span) for span in spans.get(path, ())]
+    score, span = max(overlaps, default=(0.0, (0.0, 0.0)))
+    return (abs(m.start - span[0]) + abs(m.end - span[1])) / 2 if score > 0 else None
+
+
+def saliency_hits(services: Services, query: MomentQuery, signal: str, media_ids: dict[str, str]) -> tuple[bool, ...]:
+    """HIT@1 per video holding the answer: does the curve's highest instant lie in a truth span?"""
+    hits = []
+    for path, spans in sorted(query.spans.items()):
+        request = SearchRequest(terms=(TextTerm(query.text),), signal=signal)
+        curve = video_saliency(services, media_ids[path], request).curve
+        peak = max(curve, key=lambda f: f.score, default=None)  # the earliest of equal peaks (time order)
+        hits.append(peak is not None and any(start <= peak.t < end for start, end in spans))
+    return tuple(hits)
+
+
+def moment_outcome(services: Services, query: MomentQuery, signal: str, media_ids: dict[str, str] | None) -> MomentOutcome:
+    ranked = ranked_moments(services, query.text, signal)
+    top = ranked[0] if ranked else None
+    best = max((iou(top[1].start, top[1].end, *span) for span in query.spans.get(top[0], ())), default=0.0) if top else 0.0
+    hits = saliency_hits(services, query, signal, media_ids) if media_ids is not None else ()
+    return MomentOutcome(best >= 0.5, best >= 0.7, average_precision(ranked, query.spans), boundary_error(top, query.spans), hits)
+
+
+@contextmanager
+def snap_tolerance(services: Services, seconds: float) -> Iterator[None]:
+    """Search with ``search.snap_tolerance`` set to ``seconds`` (0: moment bounds never snap to cuts)."""
+    settings = services.settings
+    search_settings = settings.search.model_copy(update={"snap_tolerance": seconds})
+    services.settings = settings.model_copy(update={"search": search_settings})
+    try:
+        yield
+    finally:
+        services.settings = settings
+
+
+def video_media_ids(services: Services) -> dict[str, str]:
+    """Indexed video path -> media id, from the frame points."""
+    out: dict[str, str] = {}
+    cursor: str | None = None
+    while True:
+        page = services.store.scroll(Filter((Match("kind", ("frame",)),)), limit=1024, offset=cursor)
+        for hit in page.hits:
+            payload = parse_payload(hit.payload)
+            out.setdefault(_path_of(payload), payload.media_id)
+        if page.next_offset is None:
+            return out
+        cursor = page.next_offset
+
+
+def shot_recall(services: Services, videos: Sequence[VideoTruth], media_ids: dict[str, str], within: float = 0.1) -> float:
+    """Share of the world's cuts (background switches) that ingest found within ``within`` seconds."""
+    records = services.catalog.get_media_many(media_ids.values())
+    found = []
+    for video in videos:
+        record = records.get(media_ids.get(str(video.path.resolve()), ""))
+        cuts = record.metadata.get("shots") if record is not None else None
+        cuts = cuts if isinstance(cuts, list) else []
+        found += [any(abs(c - t) <= within for c in cuts) for t in video.background_changes]
+    return _mean(found)
+
+
+def moments_by_signal(services: Services, videos: Sequence[VideoTruth]) -> dict[str, float]:
+    """R1@0.5, R1@0.7, mAP@0.5 and saliency HIT@1 per query family and signal (snapping on, the
+    default), and the top moment's boundary error with snapping on and off."""
+    queries = moment_queries(videos)
+    media_ids = video_media_ids(services)
+    figures: dict[str, float] = {"vm_shot_recall": shot_recall(services, videos, media_ids)}
+    tolerance = services.settings.search.snap_tolerance
+    for family in FAMILIES:
+        asked = [q for q in queries if q.family == family]
+        figures[f"vm_{family}_queries"] = len(asked)
+        for signal in SIGNALS:
+            outcomes = [moment_outcome(services, q, signal, media_ids) for q in asked]
+            with snap_tolerance(services, 0.0):
+                unsnapped = [moment_outcome(services, q, signal, None) for q in asked]
+            figures[f"vm_{family}_r1_50_{signal}"] = _mean([o.r1_50 for o in outcomes])
+            figures[f"vm_{family}_r1_70_{signal}"] = _mean([o.r1_70 for o in outcomes])
+            figures[f"vm_{family}_map_{signal}"] = _mean([o.ap for o in outcomes])
+            figures[f"vm_{family}_hit1_{signal}"] = _mean([h for o in outcomes for h in o.hits])
+            for name, group in (("snap", outcomes), ("nosnap", unsnapped)):
+                errors = [o.error for o in group if o.error is not None]
+                figures[f"vm_{family}_berr_{name}_{signal}"] = _mean(errors)
+    figures["vm_snap_tolerance"] = tolerance
+    figures["vm_fused_at_least_best"] = float(all(fused_at_least_best(figures, family) for family in FAMILIES))
+    return figures
+
+
+VM_METRICS = ("r1_50", "r1_70", "map", "hit1")
+
+
+def fused_at_least_best(figures: dict, family: str, metrics: Sequence[str] = VM_METRICS) -> bool:
+    """Fused (both) scores at least the better single signal on every metric of a family."""
+    if not figures.get(f"vm_{family}_queries"):
+        return True
+    return all(
+        figures[f"vm_{family}_{m}_both"] >= max(figures[f"vm_{family}_{m}_visual"], figures[f"vm_{family}_{m}_speech"]) - 1e-9
+        for m in VM_METRICS
+        if m in metrics
+    )
 
 
 # --- keyword-bearing queries (hybrid ranking) --------------------------------------------------------
@@ -421,6 +638,7 @@ def measure(services: Services, truth: CorpusTruth, gallery: Gallery, config: Co
         ("arith", lambda: arithmetic(services, gallery, chosen, rng)),
         ("moments", lambda: moments(services, truth.videos)),
         ("videos", lambda: video_ranking(services, truth.videos)),
+        ("moments_by_signal", lambda: moments_by_signal(services, truth.videos)),
         ("t2i_hybrid", lambda: visual_hybrid(services, gallery)),
     ]
     if truth.products is not None:
@@ -458,6 +676,7 @@ def run(config: Config, root: Path) -> dict:
         "videos": len(truth.videos),
         "video_seconds": round(sum(v.duration for v in truth.videos), 1),
         "moments": sum(len(v.moments) for v in truth.videos),
+        "cues": sum(len(v.cues) for v in truth.videos),
         "held_out_photos": sum(1 for p in gallery.photos if p.pairs & HELD_OUT),
         "ingest": job,
         "timing_s": clock.seconds,
@@ -485,6 +704,7 @@ def print_table(result: dict) -> None:
         print(f"  {name:<18} {result[name]:.4f}")
     if "t2i_p10_seen_hybrid" in result:
         print(f"  {'t2i_p10_seen_hybrid':<18} {result['t2i_p10_seen_hybrid']:.4f}  (vector: {result['t2i_p10_seen']:.4f})")
+    print_video_moments(result)
     families = sorted({k.split("_mrr_")[0][3:] for k in result if k.startswith("kw_") and "_mrr_" in k})
     if families:
         print("  keyword-bearing queries, MRR / P@10:    " + "  ".join(f"{m:>13}" for m in MODES))
@@ -497,6 +717,24 @@ def print_table(result: dict) -> None:
             f"  note: a gallery under {FULL_GALLERY} photos has under ten photos of some pairs, so P@10 also "
             "asks for recall there; compare with the targets only on a full run"
         )
+
+
+def print_video_moments(result: dict) -> None:
+    if "vm_shot_recall" not in result:
+        return
+    print(f"  video moments by signal, R1@0.5 / R1@0.7 / mAP@0.5 / saliency HIT@1 ({result['cues']} cues):")
+    print("    " + " " * 17 + "  ".join(f"{s:>25}" for s in SIGNALS) + "  fused >= best")
+    for family in FAMILIES:
+        cells = "  ".join("  " + " / ".join(f"{result[f'vm_{family}_{m}_{s}']:.3f}" for m in VM_METRICS) for s in SIGNALS)
+        ok = "yes" if fused_at_least_best(result, family) else "NO"
+        print(f"    {family:<11} ({result[f'vm_{family}_queries']:>3}) {cells}  {ok}")
+    print(f"  top moment's boundary error, s, snapping to cuts (within {result['vm_snap_tolerance']:g} s) on / off:")
+    for family in FAMILIES:
+        cells = "  ".join(
+            f"{s} {result[f'vm_{family}_berr_snap_{s}']:.2f} / {result[f'vm_{family}_berr_nosnap_{s}']:.2f}" for s in SIGNALS
+        )
+        print(f"    {family:<17} {cells}")
+    print(f"  cuts found by ingest (within 0.1 s): {result['vm_shot_recall']:.3f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
