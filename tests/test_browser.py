@@ -11,13 +11,10 @@ browser can only load because they are signed.
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from ingest.jobs import run_ingest
 from search.api import create_app
@@ -127,21 +124,13 @@ def private_ui_url(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder)
     settings = base_settings(root / "data", api={"api_key": KEY, "protect_reads": True})
     services = SharedModelServices(settings, embedder)
     run_ingest(services, IngestRequest(paths=(str(root / "media"),)))
-    port = ui_live.free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, services=services), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
     try:
-        with ui_live.live_ui(f"http://127.0.0.1:{port}", root, api_key=KEY) as url:
+        with (
+            ui_live.serving_in_thread(create_app(settings, services=services)) as api_url,
+            ui_live.live_ui(api_url, root, api_key=KEY) as url,
+        ):
             yield url
     finally:
-        server.should_exit = True
-        thread.join(30)
         services.close()
 
 

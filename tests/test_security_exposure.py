@@ -12,17 +12,13 @@ address of this machine; the tests that let one start talk to it over 127.0.0.1 
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
@@ -175,23 +171,8 @@ def test_protecting_reads_without_a_key_is_a_configuration_error(tmp_path: Path)
 def live_private(services: Services) -> Iterator[str]:
     """The private app served by uvicorn on 127.0.0.1, for the UI's real HTTP client."""
     settings = base_settings(services.settings.data_dir, api={"api_key": KEY, "protect_reads": True})
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, services=services), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with ui_live.serving_in_thread(create_app(settings, services=services)) as url:
+        yield url
 
 
 def test_the_ui_client_sends_its_key_for_reads(live_private: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from search.errors import BlockedAddress, FetchError
 from search.fetch import AddressPolicy, Fetcher, is_forbidden
 from search.settings import BUNDLED_MODEL, IngestSettings, Settings, load_settings
+from tests import ui_live
 from tests._ingest_support import make_image, serve_folder
 
 DRIP_INTERVAL = 0.2  # seconds between two bytes
@@ -341,28 +342,13 @@ def _api_settings(data_dir: Path, allow: str, **overrides: object) -> Settings:
 @pytest.fixture
 def live_api(request: pytest.FixtureRequest, api_services: object) -> Iterator[LiveApi]:
     """The API under uvicorn on 127.0.0.1 in a thread, with the settings the test asks for."""
-    import uvicorn
-
     from search.api import create_app
 
     services = api_services
     settings = _api_settings(services.settings.data_dir, allow="127.0.0.1", **request.param)  # type: ignore[attr-defined]
     app = create_app(settings, services=services)  # type: ignore[arg-type]
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    end = time.monotonic() + 15
-    while not server.started and time.monotonic() < end:
-        time.sleep(0.05)
-    assert server.started, "the API did not start"
-    try:
-        yield LiveApi(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with ui_live.serving_in_thread(app, start_timeout=15) as url:
+        yield LiveApi(url)
 
 
 def _timed(client: httpx.Client, method: str, path: str, **kwargs: object) -> tuple[int, float, httpx.Response]:

@@ -9,8 +9,6 @@ store indexed with the bundled model: two pictures and a short video.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,6 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
@@ -28,6 +25,7 @@ from search.api import create_app
 from search.api.signing import UrlSigner
 from search.embedder import Embedder
 from search.services import IngestRequest, Services
+from tests import ui_live
 from tests._ingest_support import SharedModelServices, base_settings, make_image, make_video
 from ui.client import ApiClient, SearchOptions
 
@@ -175,10 +173,12 @@ def test_an_expired_signature_says_so(private: TestClient, image_hit: dict[str, 
 def test_a_tiny_ttl_lapses(world: tuple[Services, Path]) -> None:
     with client_for(world[0], api_key=KEY, protect_reads=True, media_url_ttl=10) as client:
         media_id = client.post("/search", json={"text": "red"}, headers=HEADER).json()["results"][0]["media_id"]
+        before = int(time.time())
         url = client.get(f"/media/{media_id}", headers=HEADER).json()["thumbnail_url"]
+        after = int(time.time())
         assert client.get(url).status_code == 200
         exp = int(split(url)[1]["exp"])
-        assert 10 <= exp - time.time() <= 12
+        assert before + 11 <= exp <= after + 11  # the next whole second (a tenth of 10 s), plus the TTL
     later = UrlSigner(KEY, 10, clock=lambda: exp + 1.0)
     with pytest.raises(Exception, match="expired"):
         later.verify(f"/media/{media_id}/thumbnail", [], str(exp), split(url)[1]["sig"])
@@ -253,23 +253,8 @@ def test_an_items_urls_stay_the_same_for_a_while() -> None:
 def live_private(world: tuple[Services, Path]) -> Iterator[str]:
     """The private app served by uvicorn on 127.0.0.1, for the UI's real HTTP client."""
     settings = base_settings(world[0].settings.data_dir, api={"api_key": KEY, "protect_reads": True})
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, services=world[0]), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with ui_live.serving_in_thread(create_app(settings, services=world[0])) as url:
+        yield url
 
 
 def test_the_urls_the_ui_gets_load_in_a_browser_without_the_key(live_private: str) -> None:
