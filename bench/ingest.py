@@ -51,10 +51,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import search  # noqa: F401 - before torch, as in every entry point: it sets OpenMP's wait policy (see search/__init__.py)
+
+# isort: split
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ingest.items import MediaItem
 from ingest.jobs import run_ingest

@@ -10,3 +10,5 @@
 
 What the ``mmsearch ingest``, ``jobs`` and ``worker`` commands print lives with the CLI, in ``mmsearch/``.
 """
+
+import search  # noqa: F401 - first: it sets torch's OpenMP wait policy, which is read when torch loads
