@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from search.payload import WORDS
 from search.settings import IndexSettings, load_settings
 from search.store import Point, open_store
 from search.store.maintenance import recover_folder, sibling
@@ -35,10 +36,13 @@ def _settings(tmp_path: Path, auto: bool = True):
     )
 
 
-def _points(start: int, n: int, tag: str = "a") -> list[Point]:
+def _points(start: int, n: int, tag: str = "a", words: bool = False) -> list[Point]:
+    """Points of random vectors; with ``words``, searchable words too, as every ingested point
+    has (file and folder names), so each also carries a BM25 keyword vector."""
     rng = np.random.default_rng(start)
     vectors = rng.normal(size=(n, DIM)).astype(np.float32)
-    return [Point(str(uuid.UUID(int=start + i + 1)), vectors[i], {"kind": "image", "source": tag}) for i in range(n)]
+    payloads = [{"kind": "image", "source": tag} | ({WORDS: f"img {start + i} holiday"} if words else {}) for i in range(n)]
+    return [Point(str(uuid.UUID(int=start + i + 1)), vectors[i], payloads[i]) for i in range(n)]
 
 
 def _wait(condition, limit_s: float = 90.0) -> None:
@@ -60,6 +64,23 @@ def test_passing_the_threshold_schedules_a_background_build(tmp_path: Path) -> N
         state = store.index_state()
         assert state.points == 3_000 and not state.optimizing
         assert state.last_run is not None and state.last_run.ok, state.last_run
+        assert len(store.query(_points(5, 1)[0].vector, limit=10)) == 10
+    finally:
+        store.close()
+
+
+def test_points_with_keyword_vectors_are_not_counted_as_indexed_until_a_build(tmp_path: Path) -> None:
+    """Regression: the BM25 sparse vector every ingested point carries is indexed on arrival, and
+    was counted as if the dense vector were: the store looked indexed and never built HNSW."""
+    store = open_store(_settings(tmp_path), dim=DIM, model="m")
+    try:
+        store.upsert(_points(0, 3_000, words=True))
+        assert store.index_state().indexed < THRESHOLD  # just written: searched exactly
+        store.request_index()
+        _wait(lambda: store.index_state().last_run is not None and not store.index_state().optimizing)
+        state = store.index_state()
+        assert state.last_run is not None and state.last_run.ok, state.last_run
+        assert state.points == 3_000 and state.indexed >= 2_900
         assert len(store.query(_points(5, 1)[0].vector, limit=10)) == 10
     finally:
         store.close()

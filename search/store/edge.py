@@ -54,6 +54,7 @@ T = TypeVar("T")
 _UPSERT_BATCH = 1024  # bounds the size of one update call; memory, not speed, sets it
 _FLUSH_INTERVAL_S = 5.0  # as Qdrant server's optimizers.flush_interval_sec default
 _JOURNAL_MAX_OPERATIONS = 1_000  # update calls (of up to _UPSERT_BATCH points) journaled per build
+_HAS_KEYWORD_VECTOR = qe.CountRequest(exact=True, filter=qe.Filter(must=[qe.HasVectorCondition(WORDS_VECTOR)]))
 
 
 class EdgeStore:
@@ -159,11 +160,15 @@ class EdgeStore:
         return self.maintainer.run(progress, force=force)
 
     def index_counts(self) -> tuple[int, int]:
-        """(points, points in an HNSW graph); segments below the threshold are searched exactly."""
+        """(points, points whose dense vector is in an HNSW graph); segments below the threshold
+        are searched exactly. Edge's ``indexed_vectors_count`` counts every named vector, and the
+        BM25 keyword vectors are indexed on arrival, so those are taken off: counted as they
+        were, a freshly written store looked indexed and no build ever started."""
         info = self._call(lambda shard: shard.info())
         hidden = 1 if self.read_record() is not None else 0  # the collection's own record point
         points = max(0, info.points_count - hidden)
-        return points, min(points, info.indexed_vectors_count)
+        with_keywords = self._call(lambda shard: shard.count(_HAS_KEYWORD_VECTOR))
+        return points, max(0, min(points, info.indexed_vectors_count - with_keywords))
 
     def begin_journal(self, copy: Callable[[], None]) -> None:
         """Flush, run ``copy`` of the folder with writes paused, then journal the writes that follow."""

@@ -352,7 +352,11 @@ class ServerStore:
     def index_state(self) -> IndexState:
         info = self._call(lambda c: c.get_collection(self.collection))
         points = max(0, (info.points_count or 0) - (1 if self.read_record() is not None else 0))
-        indexed = min(points, info.indexed_vectors_count or 0)
+        # The count covers every named vector; the BM25 keyword vectors are indexed on arrival
+        # (as on Edge, see EdgeStore.index_counts), so they are taken off to count dense ones.
+        keyword_filter = models.Filter(must=[models.HasVectorCondition(has_vector=WORDS_VECTOR)])
+        with_keywords = self._call(lambda c: c.count(self.collection, count_filter=keyword_filter, exact=True)).count
+        indexed = max(0, min(points, (info.indexed_vectors_count or 0) - with_keywords))
         return IndexState(points, indexed, info.status == models.CollectionStatus.YELLOW, True, None)
 
     def request_index(self) -> None:
