@@ -39,6 +39,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -69,7 +70,7 @@ log = logging.getLogger(__name__)
 _IDLE_FLUSH_S = 0.05  # embed a partial batch when no tensor arrived for this long
 _POLL_S = 0.1  # how often every blocking wait looks at the stop signal
 _JOIN_S = 5.0  # how long a stopping run waits for its threads to finish their current call
-_WRITE_GROUP = 64  # outcomes committed together
+_WRITE_GROUP = 64  # outcomes committed together (a group grows by whole hand-overs: it may pass this by less than a batch)
 
 
 @dataclass(frozen=True)
@@ -360,14 +361,15 @@ class Pipeline:
             state.shots = unit.shots
             self._finish_video_if_done(unit.media_id, writer)
         elif isinstance(unit, _Pass):
-            writer.submit(unit.outcome)
+            writer.submit([unit.outcome])
 
     def _embed(self, batch: Batch, writer: _Writer) -> None:
         vectors = self.embedder.encode_image_tensors(torch.stack([t for t, _ in batch]))
         touched: set[str] = set()
+        outcomes: list[Outcome] = []
         for vector, (_, target) in zip(vectors, batch):
             if isinstance(target, PreparedImage):
-                writer.submit(self._image_outcome(target, vector))
+                outcomes.append(self._image_outcome(target, vector))
             else:
                 assert isinstance(target, _FrameReady)
                 state = self._videos[target.media_id]
@@ -375,6 +377,7 @@ class Pipeline:
                 state.pending -= 1
                 touched.add(target.media_id)
         batch.clear()
+        writer.submit(outcomes)  # the batch's images travel to the writer together
         for media_id in touched:
             self._finish_video_if_done(media_id, writer)
 
@@ -382,7 +385,7 @@ class Pipeline:
         state = self._videos[media_id]
         if state.ended and state.pending == 0:
             del self._videos[media_id]
-            writer.submit(self._video_outcome(state))
+            writer.submit([self._video_outcome(state)])
 
     # -- outcomes -------------------------------------------------------------------------------
 
@@ -530,6 +533,7 @@ class _Feed:
 
 
 _END = object()  # the embedding thread has submitted its last outcome
+_WRITER_BACKLOG = 8  # hand-overs (an embedded batch's outcomes, or one item's) waiting for the writer
 
 
 class _Writer:
@@ -538,12 +542,15 @@ class _Writer:
     def __init__(self, recorder: Recorder, stop: _Stop) -> None:
         self._recorder = recorder
         self._stop = stop
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=4 * _WRITE_GROUP)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=_WRITER_BACKLOG)
         self.thread = threading.Thread(target=self._loop, name="ingest-writer", daemon=True)
         self.thread.start()
 
-    def submit(self, outcome: Outcome) -> None:
-        self._stop.put(self._queue, outcome)
+    def submit(self, outcomes: list[Outcome]) -> None:
+        """Hand over outcomes to commit, in one queue entry (an embedded batch's images together:
+        one handoff, and groups as large as the batches, instead of one entry per image)."""
+        if outcomes:
+            self._stop.put(self._queue, outcomes)
 
     def finish(self) -> None:
         """Commit everything submitted, then end the thread; Stopped when the run stops first."""
@@ -566,11 +573,12 @@ class _Writer:
             self._stop.fail(exc)
 
     def _next_group(self) -> tuple[list[Outcome], bool]:
-        """Up to ``_WRITE_GROUP`` outcomes (waiting for the first), and whether input ended."""
+        """The outcomes handed over so far, up to ``_WRITE_GROUP`` (waiting for the first), and
+        whether input ended."""
         group: list[Outcome] = []
         entry = self._stop.get(self._queue)
         while entry is not _END:
-            group.append(entry)  # type: ignore[arg-type]
+            group.extend(cast(list[Outcome], entry))
             if len(group) >= _WRITE_GROUP:
                 return group, False
             try:
