@@ -8,13 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.media.video import SamplingPlan, keyframe_spacing, probe_video, sample_frames, should_seek
+from search.media.video import SamplingPlan, keyframe_spacing, keyframe_times, probe_video, sample_frames, should_seek
 
 
-@pytest.fixture(scope="module")
-def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """30 s of 25 fps H.264 with a keyframe every second (a real encoder, a moving pattern)."""
-    path = tmp_path_factory.mktemp("seek") / "long.mp4"
+def _encode(path: Path, gop_frames: int) -> Path:
+    """30 s of 25 fps H.264 (a real encoder, a moving pattern), a keyframe every ``gop_frames``."""
     args = [
         "/usr/bin/ffmpeg",
         "-nostdin",
@@ -26,8 +24,26 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "-i",
         "testsrc2=size=160x90:rate=25:duration=30",
     ]
-    subprocess.run([*args, "-c:v", "libx264", "-g", "25", str(path)], check=True, timeout=60, stdin=subprocess.DEVNULL)
+    subprocess.run([*args, "-c:v", "libx264", "-g", str(gop_frames), str(path)], check=True, timeout=60, stdin=subprocess.DEVNULL)
     return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A keyframe every second."""
+    return _encode(tmp_path_factory.mktemp("seek") / "long.mp4", 25)
+
+
+@pytest.fixture(scope="module")
+def long_gop_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A keyframe every 2.4 s: several one-per-second samples fall in one group of pictures."""
+    return _encode(tmp_path_factory.mktemp("seek") / "gop.mp4", 60)
+
+
+def _same_frames(a: list, b: list) -> bool:
+    return [f.t for f in a] == [f.t for f in b] and all(
+        np.array_equal(np.asarray(x.image), np.asarray(y.image)) for x, y in zip(a, b, strict=True)
+    )
 
 
 def test_keyframe_spacing_is_measured_from_the_packets(video: Path) -> None:
@@ -43,10 +59,32 @@ def test_seeking_yields_the_same_frames_as_sequential_decoding(video: Path) -> N
         assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
 
 
-def test_auto_seeks_only_when_samples_are_keyframe_spacings_apart(video: Path) -> None:
+def test_auto_samples_by_keyframes_whenever_the_video_has_them(video: Path) -> None:
     assert should_seek(video, SamplingPlan(seek="auto"), interval=4.0)
-    assert not should_seek(video, SamplingPlan(seek="auto"), interval=1.0)
+    assert should_seek(video, SamplingPlan(seek="auto"), interval=1.0)  # a sample per keyframe: one frame decoded in 25
     assert not should_seek(video, SamplingPlan(seek="never"), interval=10.0)
+
+
+def test_the_keyframes_are_read_from_the_packets(video: Path, long_gop_video: Path) -> None:
+    assert keyframe_times(video)[:3] == pytest.approx([0.0, 1.0, 2.0])
+    assert len(keyframe_times(video)) == 30
+    assert keyframe_times(long_gop_video)[:3] == pytest.approx([0.0, 2.4, 4.8])
+
+
+@pytest.mark.parametrize("rate", [1.0, 4.0, 0.3])
+def test_samples_sharing_a_group_of_pictures_are_the_frames_sequential_decoding_picks(long_gop_video: Path, rate: float) -> None:
+    """One or several samples per 2.4 s group: decoding goes on within a group and seeks between."""
+    info = probe_video(long_gop_video)
+    sequential = list(sample_frames(long_gop_video, SamplingPlan(rate=rate, seek="never"), info))
+    by_keyframes = list(sample_frames(long_gop_video, SamplingPlan(rate=rate, seek="always"), info))
+    assert len(sequential) == int(30 * rate + 0.999)
+    assert _same_frames(sequential, by_keyframes)
+
+
+def test_one_sample_per_keyframe_matches_sequential_decoding(video: Path) -> None:
+    info = probe_video(video)
+    sequential = list(sample_frames(video, SamplingPlan(rate=1.0, seek="never"), info))
+    assert _same_frames(sequential, list(sample_frames(video, SamplingPlan(rate=1.0), info)))
 
 
 def test_seeking_spreads_max_frames_over_the_whole_video(video: Path) -> None:

@@ -9,6 +9,7 @@ sampler applies it; otherwise portrait clips would be embedded lying on their si
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _SCENE_SIZE = (64, 36)  # colour thumbnail compared between consecutive frames
 _MIN_SCENE_GAP_S = 0.25  # a flash or a fade must not produce a burst of frames
+_SEEK_MIN_SKIP_S = 0.25  # seek to the next keyframe only if it skips at least this much video
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,8 @@ class SamplingPlan:
     scene_threshold: float = 0.35  # mean absolute RGB difference, 0..1, that counts as a cut
     min_side: int | None = None  # convert kept frames to this shortest side (None: full size)
     decode_threads: int = 0  # codec threads; 0 lets FFmpeg pick
-    seek: str = "auto"  # "auto": seek to the keyframe before each sample when keyframes are closer
-    # than the sampling interval allows (see ``should_seek``); "always"; "never": decode every frame
+    seek: str = "auto"  # "auto"/"always": decode from the keyframe before each sample, skipping groups
+    # of pictures with no sample (see ``should_seek``); "never": decode every frame
 
 
 @dataclass(frozen=True)
@@ -125,38 +127,51 @@ def sample_frames(path: Path, plan: SamplingPlan, info: VideoInfo | None = None)
         raise MediaError("corrupt video: the video stream holds no decodable frames")
 
 
-SEEK_GAIN = 2.0  # seek when the sampling interval is at least this many keyframe spacings
-
-
 def should_seek(path: Path, plan: SamplingPlan, interval: float) -> bool:
-    """Whether seeking to each sample beats decoding every frame.
+    """Whether to sample by keyframes (``_sample_by_seeking``) rather than decode every frame.
 
-    Sequential decoding decodes ``interval`` seconds of frames per sample; seeking decodes from
-    the keyframe before the sample, on average half a keyframe spacing, plus the seek. So it
-    pays once the interval is ``SEEK_GAIN`` spacings or more (a sparse rate on a long video,
-    where ``max_frames`` lowers the rate); scene-change sampling must see every frame.
+    Sampling by keyframes decodes, in each keyframe's group of pictures, only the frames from
+    the keyframe up to the last sample in it, and skips whole groups with no sample; it never
+    decodes more than sequential decoding does, at the price of one pass over the packets to
+    find the keyframes. So ``auto`` takes it whenever the video has keyframes to seek to (one
+    frame per second from a phone video with a keyframe a second decodes one frame in 30);
+    scene-change sampling must see every frame. ``interval`` is kept for callers' clarity.
     """
     if plan.seek in ("always", "never"):
         return plan.seek == "always"
-    spacing = keyframe_spacing(path)
-    return spacing is not None and interval >= SEEK_GAIN * spacing
+    return keyframe_spacing(path) is not None
 
 
 def keyframe_spacing(path: Path, packets: int = 600) -> float | None:
     """Mean seconds between keyframes over the first ``packets`` video packets (None: one or none)."""
-    times: list[float] = []
-    with _open(path) as container:
-        stream = _video_stream(container)
-        for index, packet in enumerate(container.demux(stream)):
-            if index >= packets:
-                break
-            if packet.is_keyframe and packet.pts is not None:
-                times.append(float(packet.pts * packet.time_base))
+    times = keyframe_times(path, packets)
     return (times[-1] - times[0]) / (len(times) - 1) if len(times) >= 2 else None
 
 
+def keyframe_times(path: Path, packets: int | None = None) -> list[float]:
+    """Times (s, from the stream's start) of the keyframes among the first ``packets`` video
+    packets (all of them by default), read from the container without decoding anything."""
+    times: list[float] = []
+    with _open(path) as container:
+        stream = _video_stream(container)
+        origin = _start_seconds(stream)
+        try:
+            for index, packet in enumerate(container.demux(stream)):
+                if packets is not None and index >= packets:
+                    break
+                if packet.is_keyframe and packet.pts is not None:
+                    times.append(float(packet.pts * packet.time_base) - origin)
+        except av.error.FFmpegError as exc:  # a damaged tail: decoding will report it, with the time reached
+            log.debug("video %s: packets unreadable after %d keyframes: %s", path, len(times), exc)
+    return sorted(times)
+
+
 def _sample_by_seeking(path: Path, plan: SamplingPlan, info: VideoInfo, interval: float) -> Iterator[VideoFrame]:
-    """One frame per grid time: seek to the keyframe before it, decode forward to it."""
+    """One frame per grid time, decoding forward from the keyframe before it; a seek happens
+    only when that keyframe lies well past what was already decoded (a new group of pictures:
+    decoding on to it would cost more than the seek), so several samples in one group share
+    one decoding run."""
+    keyframes = keyframe_times(path)
     yielded = 0
     with _open(path) as container:
         stream = _video_stream(container)
@@ -164,11 +179,15 @@ def _sample_by_seeking(path: Path, plan: SamplingPlan, info: VideoInfo, interval
         if plan.decode_threads:
             stream.codec_context.thread_count = plan.decode_threads
         origin = _start_seconds(stream)
+        frames: Iterator[av.VideoFrame] | None = None  # the decoding run in progress
         t_next, last_t = 0.0, -1.0
         while yielded < plan.max_frames and (info.duration <= 0 or t_next < info.duration):
             try:
-                container.seek(int((t_next + origin) / _time_base(stream)), stream=stream, backward=True, any_frame=False)
-                frame, t = _first_at_or_after(container, stream, origin, t_next, last_t, info.fps)
+                keyframe = _keyframe_before(keyframes, t_next)
+                if frames is None or keyframe > last_t + _SEEK_MIN_SKIP_S:
+                    container.seek(int((keyframe + origin) / _time_base(stream)), stream=stream, backward=True, any_frame=False)
+                    frames = iter(container.decode(stream))
+                frame, t = _first_at_or_after(frames, origin, t_next, last_t, info.fps)
             except av.error.FFmpegError as exc:
                 if yielded == 0:
                     raise MediaError(f"corrupt video: no frame could be decoded ({exc})") from exc
@@ -185,10 +204,16 @@ def _sample_by_seeking(path: Path, plan: SamplingPlan, info: VideoInfo, interval
         raise MediaError("corrupt video: the video stream holds no decodable frames")
 
 
+def _keyframe_before(keyframes: list[float], t: float) -> float:
+    """The last keyframe time at or before ``t`` (0 when the list has none that early)."""
+    index = bisect.bisect_right(keyframes, t + 1e-6)
+    return keyframes[index - 1] if index else 0.0
+
+
 def _first_at_or_after(
-    container: av.container.InputContainer, stream: av.VideoStream, origin: float, target: float, after: float, fps: float
+    frames: Iterator[av.VideoFrame], origin: float, target: float, after: float, fps: float
 ) -> tuple[av.VideoFrame | None, float]:
-    for index, frame in enumerate(container.decode(stream)):
+    for index, frame in enumerate(frames):
         t = _frame_time(frame, origin, index, fps)
         if t >= target - 1e-6 and t > after + 1e-6:
             return frame, t
