@@ -416,6 +416,11 @@ class KeywordText:
         return bool(self.phrases) or bool(_EXACT_TOKEN.search(self.words))
 
     @property
+    def exact_tokens(self) -> tuple[str, ...]:
+        """The codes and file names among the loose words ("BL-1234", "IMG_2041.jpg")."""
+        return tuple(_EXACT_TOKEN.findall(self.words))
+
+    @property
     def text(self) -> str:
         """Everything typed, without quotes: what the text encoder sees."""
         return " ".join(part for part in (self.words, *self.phrases) if part)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from search.engine.prepare import EXACT_KEYWORD_WEIGHT, keyword_query
 from search.errors import BadQuery
 from search.payload import SCHEMA_VERSION, TEXT, WORDS, CollectionRecord, ImagePayload, ProductPayload, parse_payload
 from search.query import TextTerm, parse_keywords, parse_search
@@ -129,6 +130,47 @@ def test_a_sku_query_ranks_its_product_first_in_keyword_and_hybrid_modes(store: 
     assert _names(store.query_hybrid(None, keywords, limit=3))[0] == f"p{SKU_INDEX}"
     unrelated = VECTORS[N_PRODUCTS + 5]  # a query vector pointing at another point entirely
     assert _names(store.query_hybrid(unrelated, keywords, limit=3, keyword_weight=3.0))[0] == f"p{SKU_INDEX}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_exact_sku_outranks_a_sibling_sku_that_looks_more_like_the_query(backend: str, tmp_path: Path) -> None:
+    """Regression (a flaky API test): "VER-1003-PU" typed in hybrid mode, and its sibling
+    "VER-1003-PX" (two of the three words) nearest to the query vector, came first by RRF.
+    Exact tokens (codes, file names) rank their matches first, as a quoted phrase does."""
+    query = VECTORS[0]
+    near = [query + 0.05 * VECTORS[i] for i in range(1, 16)]  # visually closer than the product typed
+    payloads = [
+        (_sku_product("t", "VER-1003-PU"), -query),
+        (_sku_product("c", "VER-1003-PX"), query),
+        *[(_photo(i + 2), v / np.linalg.norm(v)) for i, v in enumerate(near)],
+    ]
+    store = _open(backend, tmp_path)
+    try:
+        store.upsert([Point(str(uuid.uuid5(uuid.NAMESPACE_URL, p.media_id)), v, p.to_payload()) for p, v in payloads])
+        keywords = keyword_query(parse_keywords("VER-1003-PU"), "hybrid")
+        assert _names(store.query_hybrid(query, keywords, limit=3, keyword_weight=EXACT_KEYWORD_WEIGHT))[0] == "t"
+    finally:
+        store.close()
+
+
+def _sku_product(media_id: str, sku: str) -> ProductPayload:
+    return ProductPayload(
+        media_id=media_id,
+        source="shop",
+        uri=f"https://shop.example/{media_id}.jpg",
+        name=f"{media_id}.jpg",
+        model=MODEL,
+        product_id=sku,
+        title="Vertex Works Coaster",
+        brand="Vertex Works",
+        category="coasters",
+    )
+
+
+def test_exact_tokens_become_phrases_of_the_keyword_query() -> None:
+    assert keyword_query(parse_keywords("VER-1003-PU blue"), "hybrid").phrases == ("VER-1003-PU",)
+    assert keyword_query(parse_keywords('IMG_2041.jpg "beach party"'), "keyword").phrases == ("beach party", "IMG_2041.jpg")
+    assert keyword_query(parse_keywords("a red ring"), "hybrid").phrases == ()
 
 
 def test_a_file_name_query_finds_the_file(store: VectorStore) -> None:

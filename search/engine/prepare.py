@@ -47,9 +47,7 @@ def prepare(services: Services, request: SearchRequest) -> PreparedQuery:
     if request.terms:
         mode = request.mode or services.settings.search.mode
         text = keyword_text(request) if mode != "vector" else None
-        # hybrid mode, plain words: only points holding every word join the keyword ranking
-        every_word = mode == "hybrid" and text is not None and not text.exact
-        keywords = KeywordQuery(text.words, text.phrases, every_word) if text is not None else None
+        keywords = keyword_query(text, mode) if text is not None else None
         weight = EXACT_KEYWORD_WEIGHT if text is not None and text.exact else 1.0
         fusion = services.settings.search.fusion
         if mode == "keyword":
@@ -70,6 +68,15 @@ def prepare(services: Services, request: SearchRequest) -> PreparedQuery:
             fusion=fusion,
         )
     return _prepare_examples(services, request)
+
+
+def keyword_query(text: KeywordText, mode: str) -> KeywordQuery:
+    """What BM25 scores for ``text``. Codes and file names typed as loose words rank their
+    matches first, as quoted phrases do: RRF alone let a sibling code ("VER-1003-PX" for
+    "VER-1003-PU") that looked more like the query win. In hybrid mode, plain words admit
+    only points holding every word to the keyword ranking (bench/quality.py)."""
+    every_word = mode == "hybrid" and not text.exact
+    return KeywordQuery(text.words, (*text.phrases, *text.exact_tokens), every_word)
 
 
 def keyword_text(request: SearchRequest) -> KeywordText | None:
