@@ -173,18 +173,19 @@ def test_a_killed_gpu_worker_s_work_resumes_within_a_minute_with_default_setting
 def test_a_task_running_longer_than_the_visibility_timeout_is_not_redelivered(catalog_url: str, tmp_path: Path) -> None:
     """A live worker keeps the messages it holds invisible, however long a video takes."""
     folder = tmp_path / "long"
-    make_video(folder / "long.mp4", ["red", "blue", "green", "yellow"] * 6, seconds_each=2.0)
+    make_video(folder / "long.mp4", ["red", "blue", "green", "yellow"] * 12, seconds_each=2.0)
     for i in range(12):
         make_image(folder / f"img_{i:02d}.jpg", ["red", "green", "blue"][i % 3], (120 + i, 90))
-    # The task must outlast the timeout several times over on any machine: 192 frames at 4 frames/s
-    # take seconds even on a fast one, against a 0.6 s timeout (renewed every 0.2 s).
+    # The task must outlast the timeout several times over on any machine: 384 frames at 4 frames/s
+    # take seconds even on a fast one (1.8 s for half of them here), against a 0.3 s timeout
+    # renewed every 0.1 s.
     settings = distributed_settings(
         tmp_path / "data",
         catalog_url,
         task_batch_items=64,
         frame_rate=4.0,
-        visibility_timeout=0.6,
-        broker_restore_interval=0.3,
+        visibility_timeout=0.3,
+        broker_restore_interval=0.15,
     )
     catalog = Catalog.open(catalog_url)
     try:
@@ -198,6 +199,7 @@ def test_a_task_running_longer_than_the_visibility_timeout_is_not_redelivered(ca
         catalog.close()
     received = re.findall(r"Task mmsearch\.ingest\.gpu\.index\[([0-9a-f-]+)\] received", log)
     took = [float(s) for s in re.findall(r"Task mmsearch\.ingest\.gpu\.index\[[0-9a-f-]+\] succeeded in ([0-9.]+)s", log)]
+    print(f"the embedding task ran {max(took or [0]):.1f} s against a {settings.ingest.visibility_timeout} s visibility timeout")
     assert took and max(took) > 3 * settings.ingest.visibility_timeout, f"the task was too short to test anything: {took}"
     assert len(received) == 1, log[-3000:]
     assert (done.discovered, done.indexed, done.failed) == (13, 13, 0)
