@@ -71,15 +71,8 @@ def page(tmp_path: Path):
 
 
 def test_a_query_in_the_browser_renders_result_thumbnails(page, ui_url: str, tmp_path: Path) -> None:
-    page.goto(ui_url, wait_until="domcontentloaded")
-    box = page.get_by_label("Query")
-    box.wait_for(timeout=60_000)
-    box.fill("a red shape")
-    box.press("Enter")
-    page.wait_for_function(ALL_RENDERED, arg=[RESULT_IMAGES, 4], timeout=60_000)
-    # Streamlit may add the rest of the grid after the first images load: wait for those too.
-    page.wait_for_timeout(1_000)
-    page.wait_for_function(ALL_RENDERED, arg=[RESULT_IMAGES, 4], timeout=60_000)
+    _ask(page, ui_url, "Query", "a red shape")
+    _wait_for_results(page, RESULT_IMAGES, 4)
     widths = page.eval_on_selector_all(RESULT_IMAGES, "images => images.map((i) => i.naturalWidth)")
     shot = tmp_path / "search-results.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -91,15 +84,8 @@ def test_a_query_in_the_browser_renders_result_thumbnails(page, ui_url: str, tmp
 
 def test_the_moment_player_starts_at_the_moment(page, ui_url: str, tmp_path: Path) -> None:
     """The browser loads the video through the API's range endpoint and seeks to the moment."""
-    page.goto(f"{ui_url}/pages_moments", wait_until="domcontentloaded")
-    box = page.get_by_label("Describe the moment")
-    box.wait_for(timeout=60_000)
-    box.fill("a green diamond")
-    box.press("Enter")
-    page.wait_for_function(ALL_RENDERED, arg=['[class*="st-key-moments"] img', 1], timeout=60_000)
-    player = page.locator("video").first
-    player.wait_for(timeout=30_000)
-    page.wait_for_function("() => { const v = document.querySelector('video'); return v && v.readyState >= 1; }", timeout=30_000)
+    _ask(page, f"{ui_url}/pages_moments", "Describe the moment", "a green diamond")
+    player = _wait_for_player(page)
     caption = page.get_by_text("Playing ").first.inner_text()
     start = int(caption.split("Playing ", 1)[1].split(":")[0]) * 60 + int(caption.split(":")[1][:2])
     current = player.evaluate("(v) => v.currentTime")
@@ -135,14 +121,8 @@ def private_ui_url(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder)
 
 
 def test_with_protected_reads_the_browser_renders_signed_thumbnails(page, private_ui_url: str, tmp_path: Path) -> None:
-    page.goto(private_ui_url, wait_until="domcontentloaded")
-    box = page.get_by_label("Query")
-    box.wait_for(timeout=60_000)
-    box.fill("red")
-    box.press("Enter")
-    page.wait_for_function(ALL_RENDERED, arg=[RESULT_IMAGES, 2], timeout=60_000)
-    page.wait_for_timeout(1_000)
-    page.wait_for_function(ALL_RENDERED, arg=[RESULT_IMAGES, 2], timeout=60_000)
+    _ask(page, private_ui_url, "Query", "red")
+    _wait_for_results(page, RESULT_IMAGES, 2)
     sources = page.eval_on_selector_all(RESULT_IMAGES, "images => images.map((i) => i.src)")
     page.screenshot(path=str(tmp_path / "private-results.png"), full_page=True)
     assert sources and all("/thumbnail?" in src and "sig=" in src and KEY not in src for src in sources), sources
@@ -150,17 +130,39 @@ def test_with_protected_reads_the_browser_renders_signed_thumbnails(page, privat
 
 
 def test_with_protected_reads_the_browser_plays_a_signed_video(page, private_ui_url: str, tmp_path: Path) -> None:
-    page.goto(f"{private_ui_url}/pages_moments", wait_until="domcontentloaded")
-    box = page.get_by_label("Describe the moment")
-    box.wait_for(timeout=60_000)
-    box.fill("yellow")
-    box.press("Enter")
-    page.wait_for_function(ALL_RENDERED, arg=['[class*="st-key-moments"] img', 1], timeout=60_000)
-    player = page.locator("video").first
-    player.wait_for(timeout=30_000)
-    page.wait_for_function("() => { const v = document.querySelector('video'); return v && v.readyState >= 1; }", timeout=30_000)
+    _ask(page, f"{private_ui_url}/pages_moments", "Describe the moment", "yellow")
+    player = _wait_for_player(page)
     page.screenshot(path=str(tmp_path / "private-moments.png"), full_page=True)
     assert player.evaluate("(v) => v.duration") > 0
     assert "sig=" in player.evaluate("(v) => v.currentSrc")
     clip = page.get_by_role("link", name="Clip").first.get_attribute("href") or ""
     assert "/clip?" in clip and "sig=" in clip
+
+
+# --- what every browser test does ---------------------------------------------------------------------
+
+
+def _ask(page, url: str, label: str, text: str) -> None:
+    """Open ``url`` and submit ``text`` in the field labelled ``label``."""
+    page.goto(url, wait_until="domcontentloaded")
+    box = page.get_by_label(label)
+    box.wait_for(timeout=60_000)
+    box.fill(text)
+    box.press("Enter")
+
+
+def _wait_for_results(page, selector: str, count: int) -> None:
+    """At least ``count`` images under ``selector`` have loaded, and then the rest of the grid."""
+    page.wait_for_function(ALL_RENDERED, arg=[selector, count], timeout=60_000)
+    # Streamlit may add the rest of the grid after the first images load: wait for those too.
+    page.wait_for_timeout(1_000)
+    page.wait_for_function(ALL_RENDERED, arg=[selector, count], timeout=60_000)
+
+
+def _wait_for_player(page):
+    """The first moment's thumbnail has loaded and the player knows its video's length."""
+    page.wait_for_function(ALL_RENDERED, arg=['[class*="st-key-moments"] img', 1], timeout=60_000)
+    player = page.locator("video").first
+    player.wait_for(timeout=30_000)
+    page.wait_for_function("() => { const v = document.querySelector('video'); return v && v.readyState >= 1; }", timeout=30_000)
+    return player
