@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.media.video import SamplingPlan, keyframe_spacing, keyframe_times, probe_video, sample_frames, should_seek
+from search.media.video import SamplingPlan, keyframe_times, probe_video, sample_frames, seek_keyframes
 
 
 def _encode(path: Path, gop_frames: int) -> Path:
@@ -46,10 +46,6 @@ def _same_frames(a: list, b: list) -> bool:
     )
 
 
-def test_keyframe_spacing_is_measured_from_the_packets(video: Path) -> None:
-    assert keyframe_spacing(video) == pytest.approx(1.0)
-
-
 def test_seeking_yields_the_same_frames_as_sequential_decoding(video: Path) -> None:
     info = probe_video(video)
     sequential = list(sample_frames(video, SamplingPlan(rate=0.25, seek="never"), info))
@@ -60,9 +56,10 @@ def test_seeking_yields_the_same_frames_as_sequential_decoding(video: Path) -> N
 
 
 def test_auto_samples_by_keyframes_whenever_the_video_has_them(video: Path) -> None:
-    assert should_seek(video, SamplingPlan(seek="auto"), interval=4.0)
-    assert should_seek(video, SamplingPlan(seek="auto"), interval=1.0)  # a sample per keyframe: one frame decoded in 25
-    assert not should_seek(video, SamplingPlan(seek="never"), interval=10.0)
+    assert seek_keyframes(video, SamplingPlan(rate=0.25)) == keyframe_times(video)
+    assert seek_keyframes(video, SamplingPlan(rate=1.0)) is not None  # a sample per keyframe: one frame decoded in 25
+    assert seek_keyframes(video, SamplingPlan(seek="never")) is None
+    assert seek_keyframes(video, SamplingPlan(scene_change=True)) is None  # cuts need every frame
 
 
 def test_the_keyframes_are_read_from_the_packets(video: Path, long_gop_video: Path) -> None:

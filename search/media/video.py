@@ -56,7 +56,7 @@ class SamplingPlan:
     min_side: int | None = None  # convert kept frames to this shortest side (None: full size)
     decode_threads: int = 0  # codec threads; 0 lets FFmpeg pick
     seek: str = "auto"  # "auto"/"always": decode from the keyframe before each sample, skipping groups
-    # of pictures with no sample (see ``should_seek``); "never": decode every frame
+    # of pictures with no sample (see ``seek_keyframes``); "never": decode every frame
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,9 @@ def sample_frames(path: Path, plan: SamplingPlan, info: VideoInfo | None = None)
     """
     info = info or probe_video(path)
     interval = 1.0 / effective_rate(plan, info.duration)
-    if not plan.scene_change and should_seek(path, plan, interval):
-        yield from _sample_by_seeking(path, plan, info, interval)
+    keyframes = seek_keyframes(path, plan)
+    if keyframes is not None:
+        yield from _sample_by_seeking(path, plan, info, interval, keyframes)
         return
     yielded = 0
     with _open(path) as container:
@@ -127,38 +128,31 @@ def sample_frames(path: Path, plan: SamplingPlan, info: VideoInfo | None = None)
         raise MediaError("corrupt video: the video stream holds no decodable frames")
 
 
-def should_seek(path: Path, plan: SamplingPlan, interval: float) -> bool:
-    """Whether to sample by keyframes (``_sample_by_seeking``) rather than decode every frame.
+def seek_keyframes(path: Path, plan: SamplingPlan) -> list[float] | None:
+    """The keyframe times to sample by (``_sample_by_seeking``), or None to decode every frame.
 
     Sampling by keyframes decodes, in each keyframe's group of pictures, only the frames from
     the keyframe up to the last sample in it, and skips whole groups with no sample; it never
     decodes more than sequential decoding does, at the price of one pass over the packets to
     find the keyframes. So ``auto`` takes it whenever the video has keyframes to seek to (one
     frame per second from a phone video with a keyframe a second decodes one frame in 30);
-    scene-change sampling must see every frame. ``interval`` is kept for callers' clarity.
+    scene-change sampling must see every frame.
     """
-    if plan.seek in ("always", "never"):
-        return plan.seek == "always"
-    return keyframe_spacing(path) is not None
+    if plan.scene_change or plan.seek == "never":
+        return None
+    keyframes = keyframe_times(path)
+    return keyframes if plan.seek == "always" or len(keyframes) >= 2 else None
 
 
-def keyframe_spacing(path: Path, packets: int = 600) -> float | None:
-    """Mean seconds between keyframes over the first ``packets`` video packets (None: one or none)."""
-    times = keyframe_times(path, packets)
-    return (times[-1] - times[0]) / (len(times) - 1) if len(times) >= 2 else None
-
-
-def keyframe_times(path: Path, packets: int | None = None) -> list[float]:
-    """Times (s, from the stream's start) of the keyframes among the first ``packets`` video
-    packets (all of them by default), read from the container without decoding anything."""
+def keyframe_times(path: Path) -> list[float]:
+    """Times (s, from the stream's start) of the video stream's keyframes, read from the
+    container's packets without decoding anything."""
     times: list[float] = []
     with _open(path) as container:
         stream = _video_stream(container)
         origin = _start_seconds(stream)
         try:
-            for index, packet in enumerate(container.demux(stream)):
-                if packets is not None and index >= packets:
-                    break
+            for packet in container.demux(stream):
                 if packet.is_keyframe and packet.pts is not None:
                     times.append(float(packet.pts * packet.time_base) - origin)
         except av.error.FFmpegError as exc:  # a damaged tail: decoding will report it, with the time reached
@@ -166,12 +160,13 @@ def keyframe_times(path: Path, packets: int | None = None) -> list[float]:
     return sorted(times)
 
 
-def _sample_by_seeking(path: Path, plan: SamplingPlan, info: VideoInfo, interval: float) -> Iterator[VideoFrame]:
+def _sample_by_seeking(
+    path: Path, plan: SamplingPlan, info: VideoInfo, interval: float, keyframes: list[float]
+) -> Iterator[VideoFrame]:
     """One frame per grid time, decoding forward from the keyframe before it; a seek happens
     only when that keyframe lies well past what was already decoded (a new group of pictures:
     decoding on to it would cost more than the seek), so several samples in one group share
     one decoding run."""
-    keyframes = keyframe_times(path)
     yielded = 0
     with _open(path) as container:
         stream = _video_stream(container)
